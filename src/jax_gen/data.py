@@ -1,0 +1,248 @@
+"""Jittable samplers of the 2-D training distributions: cat, two moons, swiss roll, Gaussians.
+
+:func:`get_batch` draws a batch of i.i.d. points from the distribution a dataset config describes.
+It dispatches on the config's type, so a new dataset needs only a config class and a registered
+sampler::
+
+    @get_batch.register(MyConfig)
+    def _(key, cfg, batch_size):
+        ...
+
+(register with the explicit class: dispatch is on the second argument, which ``register``'s
+annotation inference cannot see). Samplers are pure functions of the key, with the config and
+the batch size static, so ``jax.jit(get_batch, static_argnums=(1, 2))`` compiles one sampler
+per (config, batch size) and a training loop can draw batches inside ``lax.scan`` without a host
+round trip. Points are float32, shape (batch, 2), whatever ``jax_enable_x64`` says.
+"""
+
+import functools
+import math
+from collections.abc import Hashable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+from PIL import Image, UnidentifiedImageError
+
+from jax_gen.config import CatConfig, GaussianMixtureConfig, MoonConfig, SwissRollConfig
+
+_DTYPE = jnp.float32
+
+
+def cat_image_path(cfg: CatConfig) -> Path:
+    """The silhouette image a cat config reads.
+
+    Args:
+        cfg: the cat dataset config.
+
+    Returns:
+        ``cfg.image_path`` if set, else the project's ``assets/cat.png`` (drawn by
+        ``scripts/make_cat.py``).
+    """
+    if cfg.image_path:
+        return Path(cfg.image_path).expanduser()
+    return Path(__file__).resolve().parents[2] / "assets" / "cat.png"
+
+
+def _dispatch_on_config(func):
+    """``functools.singledispatch`` on the second argument (the config) instead of the first.
+
+    The public signature keeps the key first, as everywhere in the library, so the dispatcher is
+    consulted by hand, as ``functools.singledispatchmethod`` does for methods.
+    """
+    dispatcher = functools.singledispatch(func)
+
+    @functools.wraps(func)
+    def wrapper(key, cfg, batch_size):
+        if not (isinstance(batch_size, int) and batch_size > 0):
+            raise ValueError(f"batch_size={batch_size!r} must be a positive int")
+        return dispatcher.dispatch(type(cfg))(key, cfg, batch_size)
+
+    wrapper.register = dispatcher.register
+    wrapper.dispatch = dispatcher.dispatch
+    wrapper.registry = dispatcher.registry
+    return wrapper
+
+
+@_dispatch_on_config
+def get_batch(key: PRNGKeyArray, cfg: Hashable, batch_size: int) -> Float[Array, "batch 2"]:
+    """Draws ``batch_size`` i.i.d. points from the dataset ``cfg`` describes.
+
+    Args:
+        key: the only source of randomness.
+        cfg: a dataset config (``CatConfig``, ``MoonConfig``, ``SwissRollConfig``,
+            ``GaussianMixtureConfig``, or any type registered with ``get_batch.register``).
+            Static under ``jit``; configs are frozen, hence hashable.
+        batch_size: number of points, a positive Python int (static under ``jit``).
+
+    Returns:
+        float32 points of shape (batch_size, 2).
+
+    Raises:
+        TypeError: no sampler is registered for ``type(cfg)``.
+        ValueError: ``batch_size`` is not a positive int.
+    """
+    raise TypeError(f"no sampler registered for dataset config {type(cfg).__name__}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Cat
+# ----------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _dark_pixel_centres(path: str, threshold: int) -> tuple[np.ndarray, float]:
+    """Centres of the pixels darker than ``threshold``, and half a pixel's width, normalised.
+
+    Column j, row i of an H x W image (L = max(H, W)) maps to
+
+        x = (2 j + 1 - W) / L,    y = (H - 2 i - 1) / L,
+
+    so the image's pixel edges span [-1, 1] along its longer side, the aspect ratio is kept, the
+    image is centred at the origin and row 0 is at the top (+y). A pixel is 2 / L wide.
+
+    Cached on (resolved path, threshold): the image is read once per process, so edits to the file
+    after the first read are not seen.
+    """
+    if not Path(path).exists():
+        raise FileNotFoundError(f"cat image not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                # A transparent background usually has black RGB underneath; read it as white.
+                rgba = image.convert("RGBA")
+                image = Image.new("RGBA", rgba.size, "white")
+                image.alpha_composite(rgba)
+            grey = np.asarray(image.convert("L"))
+    except (UnidentifiedImageError, OSError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"cannot read cat image {path}: {message}") from err
+
+    rows, cols = np.nonzero(grey < threshold)
+    if rows.size == 0:
+        raise ValueError(f"cat image {path} has no pixel darker than threshold={threshold}")
+    height, width = grey.shape
+    longer = max(height, width)
+    centres = np.stack([(2 * cols + 1 - width) / longer, (height - 2 * rows - 1) / longer], axis=1)
+    centres = centres.astype(np.float32)
+    centres.flags.writeable = False  # shared by every caller through the cache
+    return centres, 1.0 / longer
+
+
+@get_batch.register(CatConfig)
+def _sample_cat(key: PRNGKeyArray, cfg: CatConfig, batch_size: int) -> Float[Array, "batch 2"]:
+    """Uniform on the silhouette: a uniformly chosen dark pixel plus uniform jitter inside it.
+
+    Every dark pixel is equally likely and the jitter is uniform on the pixel's square, so the
+    density is exactly constant on the union of dark pixels (the silhouette at pixel resolution)
+    and zero elsewhere. Points are the normalised pixel coordinates of
+    :func:`_dark_pixel_centres` times ``cfg.scale``.
+    """
+    path = str(cat_image_path(cfg).resolve())
+    # Host work happens here, at trace time; the pool becomes a constant of the compiled sampler.
+    centres, half_pixel = _dark_pixel_centres(path, cfg.threshold)
+    pool = jnp.asarray(centres, dtype=_DTYPE)
+
+    key_pixel, key_jitter = jax.random.split(key)
+    index = jax.random.randint(key_pixel, (batch_size,), 0, pool.shape[0])
+    jitter = jax.random.uniform(
+        key_jitter, (batch_size, 2), dtype=_DTYPE, minval=-half_pixel, maxval=half_pixel
+    )
+    return (pool[index] + jitter) * jnp.asarray(cfg.scale, _DTYPE)
+
+
+# ----------------------------------------------------------------------------------------------
+# Two moons
+# ----------------------------------------------------------------------------------------------
+
+_MOON_CENTRE = (0.5, 0.25)
+
+
+@get_batch.register(MoonConfig)
+def _sample_moons(key: PRNGKeyArray, cfg: MoonConfig, batch_size: int) -> Float[Array, "batch 2"]:
+    """scikit-learn's two moons, centred at the origin, times ``cfg.scale``.
+
+    ``sklearn.datasets.make_moons(noise=sigma)`` puts points on the outer moon
+    (cos t, sin t) and the inner moon (1 - cos t, 0.5 - sin t), t in [0, pi], and adds
+    N(0, sigma^2) to each coordinate. The inner moon is the outer one rotated by 180 degrees
+    about c = (0.5, 0.25): (1 - cos t, 0.5 - sin t) = 2 c - (cos t, sin t). So the mixture of the
+    two (with equal weights) is symmetric about c and its mean is exactly c. Here
+
+        x = scale * (s * ((cos t, sin t) - c) + sigma * eps),
+        s = +-1 with probability 1/2 each,  t ~ U[0, pi],  eps ~ N(0, I).
+
+    Each point picks its moon by an independent fair coin (s), so points are i.i.d. draws of the
+    mixture; make_moons instead splits the batch exactly in half and spaces t evenly, which has
+    the same per-point distribution but correlated points. The noise is symmetric, so flipping
+    its sign with s changes nothing.
+    """
+    key_moon, key_angle, key_noise = jax.random.split(key, 3)
+    sign = jax.random.rademacher(key_moon, (batch_size, 1), dtype=_DTYPE)
+    t = jax.random.uniform(key_angle, (batch_size,), dtype=_DTYPE, maxval=math.pi)
+    outer = jnp.stack([jnp.cos(t), jnp.sin(t)], axis=1)
+    centred = sign * (outer - jnp.asarray(_MOON_CENTRE, _DTYPE))
+    noise = cfg.noise * jax.random.normal(key_noise, (batch_size, 2), dtype=_DTYPE)
+    return (centred + noise) * jnp.asarray(cfg.scale, _DTYPE)
+
+
+# ----------------------------------------------------------------------------------------------
+# Swiss roll
+# ----------------------------------------------------------------------------------------------
+
+_ROLL_MEAN = (2.0, 2.0 / (3.0 * math.pi))
+_ROLL_MAX_RADIUS = 4.5 * math.pi
+
+
+@get_batch.register(SwissRollConfig)
+def _sample_swiss_roll(
+    key: PRNGKeyArray, cfg: SwissRollConfig, batch_size: int
+) -> Float[Array, "batch 2"]:
+    """The 2-D swiss roll (columns 0 and 2 of scikit-learn's), centred, radius scaled to ``scale``.
+
+    ``sklearn.datasets.make_swiss_roll(noise=sigma)`` draws s = 1.5 pi (1 + 2 u), u ~ U(0, 1),
+    i.e. s uniform on [a, b] = [1.5 pi, 4.5 pi], and its columns 0 and 2 are
+    (s cos s, s sin s) + N(0, sigma^2 I). The exact mean, from the antiderivatives
+    int s cos s ds = s sin s + cos s and int s sin s ds = sin s - s cos s
+    (sin a = -1, sin b = 1, cos a = cos b = 0, b - a = 3 pi):
+
+        E[s cos s] = [s sin s + cos s]_a^b / (3 pi) = (4.5 pi + 1.5 pi) / (3 pi) = 2,
+        E[s sin s] = [sin s - s cos s]_a^b / (3 pi) = (1 - (-1)) / (3 pi) = 2 / (3 pi).
+
+    The point is then x = scale * ((s cos s, s sin s) + sigma eps - (2, 2 / (3 pi))) / (4.5 pi),
+    4.5 pi being the largest radius of the noiseless spiral.
+    """
+    key_position, key_noise = jax.random.split(key)
+    u = jax.random.uniform(key_position, (batch_size,), dtype=_DTYPE)
+    s = 1.5 * math.pi * (1 + 2 * u)
+    spiral = jnp.stack([s * jnp.cos(s), s * jnp.sin(s)], axis=1)
+    noise = cfg.noise * jax.random.normal(key_noise, (batch_size, 2), dtype=_DTYPE)
+    centred = spiral + noise - jnp.asarray(_ROLL_MEAN, _DTYPE)
+    return centred * jnp.asarray(cfg.scale / _ROLL_MAX_RADIUS, _DTYPE)
+
+
+# ----------------------------------------------------------------------------------------------
+# Gaussian mixture
+# ----------------------------------------------------------------------------------------------
+
+
+@get_batch.register(GaussianMixtureConfig)
+def _sample_gaussian_mixture(
+    key: PRNGKeyArray, cfg: GaussianMixtureConfig, batch_size: int
+) -> Float[Array, "batch 2"]:
+    """Four equally likely Gaussians N((+-scale, +-scale), std^2 I).
+
+    The four centres are the four sign patterns of (scale, scale), so drawing the two signs as
+    independent fair coins picks each component with probability 1/4:
+
+        x = scale * (s_1, s_2) + std * eps,   s_i = +-1 each with probability 1/2,  eps ~ N(0, I).
+    """
+    key_component, key_noise = jax.random.split(key)
+    signs = jax.random.rademacher(key_component, (batch_size, 2), dtype=_DTYPE)
+    noise = jax.random.normal(key_noise, (batch_size, 2), dtype=_DTYPE)
+    return cfg.scale * signs + cfg.std * noise
+
+
+__all__ = ["cat_image_path", "get_batch"]

@@ -1,0 +1,99 @@
+"""The Strategy protocol, and the Gaussian-path machinery every strategy shares.
+
+A strategy combines a schedule (the path z_t = alpha x + sigma eps, t=0 noise, t=1 data), a
+parameterization (what the network predicts), a loss and a reverse step. Everything acts on ONE
+point; batches come from ``jax.vmap``.
+"""
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+
+from jax_gen.parameterization import Parameterization, path_coefficients
+from jax_gen.sampling import integrate
+from jax_gen.schedules import Schedule
+
+Model = eqx.Module  # any callable model(t, x) on one point
+
+
+class Strategy(eqx.Module):
+    """A generative model moving points from a Gaussian source (t=0) to the data (t=1).
+
+    Concrete strategies define the time distribution of training, the sampling grid and the
+    reverse step; the forward process, the loss and the sampling loop are shared.
+    """
+
+    schedule: eqx.AbstractVar[Schedule]
+    parameterization: eqx.AbstractVar[Parameterization]
+    num_transport_steps: eqx.AbstractVar[int]
+
+    @abc.abstractmethod
+    def sample_time(self, key: PRNGKeyArray) -> Float[Array, ""]:
+        """Draws one training time t in [0, 1]."""
+
+    @abc.abstractmethod
+    def reverse(
+        self, model: Model, t: Float[Array, ""], x_t: Float[Array, " d"], key: PRNGKeyArray
+    ) -> Float[Array, " d"]:
+        """One sampling step from grid time t to the next grid time, on one point."""
+
+    def time_grid(self) -> Float[Array, " steps+1"]:
+        """The sampling grid 0, 1/N, ..., 1 with N = ``num_transport_steps``."""
+        return jnp.arange(self.num_transport_steps + 1, dtype=jnp.float32) / jnp.float32(
+            self.num_transport_steps
+        )
+
+    def forward(
+        self, t: Float[Array, ""], x: Float[Array, " d"], key: PRNGKeyArray
+    ) -> tuple[Float[Array, " d"], Float[Array, " d"]]:
+        """Noises a data point to time t: returns (z_t, the network's regression target).
+
+        z_t = alpha(t) x + sigma(t) eps with eps ~ N(0, I); the target is x, eps or
+        v = alpha'(t) x + sigma'(t) eps according to the parameterization.
+        """
+        eps = jax.random.normal(key, x.shape, x.dtype)
+        c = path_coefficients(self.schedule, t)
+        z = c.alpha * x + c.sigma * eps
+        return z, self.parameterization.target(x, eps, c)
+
+    def loss_fn(self, model: Model, x: Float[Array, " d"], key: PRNGKeyArray) -> Scalar:
+        """Squared error of the network's prediction at a random time, for one data point.
+
+        L = || model(t, z_t) - target ||^2 / d,  t ~ ``sample_time``, z_t, target ~ ``forward``.
+        """
+        time_key, noise_key = jax.random.split(key)
+        t = self.sample_time(time_key)
+        z, target = self.forward(t, x, noise_key)
+        return jnp.mean((model(t, z) - target) ** 2)
+
+    def sample_from_source_distribution(
+        self, key: PRNGKeyArray, num_samples: int, data_dim: int
+    ) -> Float[Array, "n d"]:
+        """Standard normal points: the path's state at t=0."""
+        return jax.random.normal(key, (num_samples, data_dim))
+
+    def sample_from_target_distribution(
+        self, model: Model, key: PRNGKeyArray, num_samples: int, data_dim: int
+    ) -> tuple[Float[Array, "n d"], Float[Array, "steps+1 n d"]]:
+        """Draws source points and runs ``reverse`` over the time grid.
+
+        Returns:
+            The samples (num_samples, data_dim) and the trajectory
+            (num_transport_steps + 1, num_samples, data_dim) whose frame 0 is the source noise.
+        """
+        return _sample(self, model, key, num_samples, data_dim)
+
+
+@eqx.filter_jit
+def _sample(strategy: Strategy, model: Model, key: PRNGKeyArray, num_samples: int, data_dim: int):
+    source_key, path_key = jax.random.split(key)
+    x0 = strategy.sample_from_source_distribution(source_key, num_samples, data_dim)
+
+    def step(t, x, step_key):
+        keys = jax.random.split(step_key, x.shape[0])
+        return jax.vmap(strategy.reverse, in_axes=(None, None, 0, 0))(model, t, x, keys)
+
+    return integrate(step, x0, strategy.time_grid()[:-1], path_key)

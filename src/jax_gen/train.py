@@ -1,0 +1,208 @@
+"""Training: one jitted step (loss, gradient, optax update, EMA), fused over many steps by scan.
+
+No file I/O and no printing here. The loop hands control back to the host once per chunk of
+``log_interval`` steps, which is where a caller may log, checkpoint or stop.
+"""
+
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from jax_gen.config import DatasetConfig, OptimizerConfig, TrainConfig
+from jax_gen.data import get_batch
+from jax_gen.strategies import Strategy
+
+
+class TrainState(eqx.Module):
+    """Everything that changes during training (all arrays, so it can be a scan carry)."""
+
+    model: eqx.Module
+    ema_model: eqx.Module
+    opt_state: optax.OptState
+    step: Int[Array, ""]
+
+
+class Chunk(NamedTuple):
+    """What one fused chunk of training returns to the host."""
+
+    state: TrainState
+    losses: Float[Array, " steps"]
+
+
+def make_optimizer(cfg: OptimizerConfig, train_steps: int) -> optax.GradientTransformation:
+    """Adam with global-norm clipping and a warmup-then-cosine learning rate.
+
+    The rate rises linearly from 0 to ``learning_rate`` over ``warmup_steps`` then follows a
+    cosine down to ``final_lr_fraction * learning_rate`` at ``train_steps``.
+    """
+    warmup = min(cfg.warmup_steps, max(train_steps - 1, 0))
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=cfg.learning_rate,
+        warmup_steps=warmup,
+        decay_steps=max(train_steps, warmup + 1),
+        end_value=cfg.learning_rate * cfg.final_lr_fraction,
+    )
+    return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(schedule))
+
+
+def init_train_state(model: eqx.Module, optimizer: optax.GradientTransformation) -> TrainState:
+    """The state at step 0: the EMA starts at the initial weights."""
+    return TrainState(
+        model=model,
+        ema_model=model,
+        opt_state=optimizer.init(eqx.filter(model, eqx.is_inexact_array)),
+        step=jnp.zeros((), jnp.int32),
+    )
+
+
+def batch_loss(
+    model: eqx.Module, strategy: Strategy, batch: Float[Array, "n d"], key: PRNGKeyArray
+) -> Float[Array, ""]:
+    """Mean of ``strategy.loss_fn`` over a batch, one independent key per point."""
+    keys = jax.random.split(key, batch.shape[0])
+    return jnp.mean(jax.vmap(strategy.loss_fn, in_axes=(None, 0, 0))(model, batch, keys))
+
+
+def ema_update(ema_model: eqx.Module, model: eqx.Module, decay: Float[Array, ""]) -> eqx.Module:
+    """ema <- decay * ema + (1 - decay) * model, on the floating-point arrays only."""
+    ema_params, static = eqx.partition(ema_model, eqx.is_inexact_array)
+    params = eqx.filter(model, eqx.is_inexact_array)
+    mixed = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema_params, params)
+    return eqx.combine(mixed, static)
+
+
+def train_step(
+    state: TrainState,
+    key: PRNGKeyArray,
+    *,
+    strategy: Strategy,
+    optimizer: optax.GradientTransformation,
+    dataset: DatasetConfig,
+    batch_size: int,
+    ema_decay: float,
+) -> tuple[TrainState, Float[Array, ""]]:
+    """One optimisation step with the batch drawn on device. Returns the new state and loss.
+
+    The EMA decay warms up as min(ema_decay, (1 + step) / (10 + step)), so short runs are not
+    dominated by the initial weights.
+    """
+    batch_key, loss_key = jax.random.split(key)
+    batch = get_batch(batch_key, dataset, batch_size)
+    loss, grads = eqx.filter_value_and_grad(batch_loss)(state.model, strategy, batch, loss_key)
+    updates, opt_state = optimizer.update(
+        grads, state.opt_state, eqx.filter(state.model, eqx.is_inexact_array)
+    )
+    model = eqx.apply_updates(state.model, updates)
+    step = state.step + 1
+    decay = jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
+    ema_model = ema_update(state.ema_model, model, decay)
+    return TrainState(model, ema_model, opt_state, step), loss
+
+
+@eqx.filter_jit
+def train_chunk(
+    state: TrainState,
+    key: PRNGKeyArray,
+    num_steps: int,
+    strategy: Strategy,
+    optimizer: optax.GradientTransformation,
+    dataset: DatasetConfig,
+    batch_size: int,
+    ema_decay: float,
+) -> Chunk:
+    """``num_steps`` training steps fused into one compiled ``lax.scan``.
+
+    The key of step s is ``fold_in(key, s)``, so a run split into chunks of any size (or
+    resumed from a saved state) draws exactly the same data and noise as one long run.
+    """
+    dynamic, static = eqx.partition(state, eqx.is_array)
+
+    def body(carry, _):
+        current = eqx.combine(carry, static)
+        new_state, loss = train_step(
+            current,
+            jax.random.fold_in(key, current.step),
+            strategy=strategy,
+            optimizer=optimizer,
+            dataset=dataset,
+            batch_size=batch_size,
+            ema_decay=ema_decay,
+        )
+        return eqx.filter(new_state, eqx.is_array), loss
+
+    dynamic, losses = jax.lax.scan(body, dynamic, length=num_steps)
+    return Chunk(eqx.combine(dynamic, static), losses)
+
+
+def train_chunks(
+    state: TrainState,
+    key: PRNGKeyArray,
+    *,
+    strategy: Strategy,
+    optimizer: optax.GradientTransformation,
+    dataset: DatasetConfig,
+    train_cfg: TrainConfig,
+) -> Iterator[Chunk]:
+    """Trains from ``state.step`` to ``train_cfg.train_steps``, yielding after every chunk.
+
+    Chunks are ``log_interval`` steps long (the last may be shorter). Nothing is synchronised
+    with the host inside a chunk; the caller decides what to read from each yielded chunk.
+    """
+    step = int(state.step)
+    while step < train_cfg.train_steps:
+        num_steps = min(train_cfg.log_interval, train_cfg.train_steps - step)
+        chunk = train_chunk(
+            state,
+            key,
+            num_steps,
+            strategy,
+            optimizer,
+            dataset,
+            train_cfg.batch_size,
+            train_cfg.ema_decay,
+        )
+        state = chunk.state
+        step += num_steps
+        yield chunk
+
+
+def train(
+    strategy: Strategy,
+    model: eqx.Module,
+    dataset: DatasetConfig,
+    train_cfg: TrainConfig,
+    optimizer_cfg: OptimizerConfig,
+    key: PRNGKeyArray,
+    on_chunk: Callable[[Chunk], None] | None = None,
+) -> tuple[eqx.Module, eqx.Module, Float[Array, " steps"]]:
+    """Trains ``model`` from scratch.
+
+    Args:
+        strategy: what to learn (its ``loss_fn`` is averaged over each batch).
+        model: the initial network.
+        dataset: where batches come from (sampled on device inside the compiled loop).
+        train_cfg: batch size, number of steps, chunk length, EMA decay.
+        optimizer_cfg: learning rate schedule and clipping.
+        key: the key of every data and noise draw of training.
+        on_chunk: called with each chunk's state and losses (e.g. to log progress).
+
+    Returns:
+        The trained model, its EMA and the loss of every step, shape (train_steps,).
+    """
+    optimizer = make_optimizer(optimizer_cfg, train_cfg.train_steps)
+    state = init_train_state(model, optimizer)
+    losses = []
+    for chunk in train_chunks(
+        state, key, strategy=strategy, optimizer=optimizer, dataset=dataset, train_cfg=train_cfg
+    ):
+        state = chunk.state
+        losses.append(chunk.losses)
+        if on_chunk is not None:
+            on_chunk(chunk)
+    return state.model, state.ema_model, jnp.concatenate(losses)

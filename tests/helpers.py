@@ -1,0 +1,47 @@
+"""Shared parametrisations and analytic references for the tests."""
+
+import itertools
+
+import jax.numpy as jnp
+
+from jax_gen.config import DDPMStrategyConfig, FlowMatchingStrategyConfig
+from jax_gen.parameterization import path_coefficients
+from jax_gen.schedules import LinearPath, VPLinearBetaSchedule
+
+PREDICTIONS = ("eps", "x", "v")
+SCHEDULES = {"linear": LinearPath(), "vp": VPLinearBetaSchedule()}
+
+
+def strategy_configs(ddpm_steps: int = 100, flow_steps: int = 50):
+    """Every strategy with every prediction, as (id, config) pairs."""
+    out = []
+    for prediction in PREDICTIONS:
+        out.append((f"ddpm-{prediction}", DDPMStrategyConfig(ddpm_steps, prediction)))
+        out.append((f"flow-{prediction}", FlowMatchingStrategyConfig(flow_steps, prediction)))
+    return out
+
+
+STRATEGY_CONFIGS = strategy_configs()
+STRATEGY_IDS = [name for name, _ in STRATEGY_CONFIGS]
+STRATEGY_CFGS = [cfg for _, cfg in STRATEGY_CONFIGS]
+STRATEGY_AND_PREDICTION = list(itertools.product(("ddpm", "flow"), PREDICTIONS))
+
+
+class GaussianOracle:
+    """The exact denoiser of Gaussian data x ~ N(mean, std^2 I), as a model(t, z).
+
+    For z = alpha x + sigma eps, E[x | z] = mean + alpha std^2 / (alpha^2 std^2 + sigma^2)
+    (z - alpha mean); the oracle returns whatever the strategy's parameterization asks for.
+    """
+
+    def __init__(self, strategy, mean, std):
+        self.strategy = strategy
+        self.mean = jnp.asarray(mean)
+        self.std = std
+
+    def __call__(self, t, z):
+        c = path_coefficients(self.strategy.schedule, t)
+        gain = c.alpha * self.std**2 / (c.alpha**2 * self.std**2 + c.sigma**2)
+        x_hat = self.mean + gain * (z - c.alpha * self.mean)
+        eps_hat = (z - c.alpha * x_hat) / c.sigma
+        return self.strategy.parameterization.target(x_hat, eps_hat, c)

@@ -1,0 +1,312 @@
+"""Tests of jax_gen.data: shapes, keys, jit/scan, and the distributions themselves.
+
+Statistical checks compare against scikit-learn or exact values with tolerances of 5 standard
+errors estimated from the samples, so a correct sampler fails with probability < 1e-6 per check
+(and the keys are fixed, so the tests are deterministic).
+"""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import make_moons, make_swiss_roll
+
+from jax_gen.config import CatConfig, GaussianMixtureConfig, MoonConfig, SwissRollConfig
+from jax_gen.data import cat_image_path, get_batch
+
+DATASETS = [CatConfig(), MoonConfig(), SwissRollConfig(), GaussianMixtureConfig()]
+IDS = [type(cfg).__name__ for cfg in DATASETS]
+MOON_CENTRE = np.array([0.5, 0.25])
+ROLL_MEAN = np.array([2.0, 2.0 / (3.0 * math.pi)])
+ROLL_MAX_RADIUS = 4.5 * math.pi
+Z = 5.0  # tolerance in standard errors
+
+batch = jax.jit(get_batch, static_argnums=(1, 2))
+
+
+def _sample(cfg, n, seed=0):
+    return np.asarray(batch(jax.random.key(seed), cfg, n))
+
+
+def _moment_standard_errors(x):
+    """Standard errors of the sample mean and of each sample covariance entry of x (n, d)."""
+    n = x.shape[0]
+    centred = x - x.mean(axis=0)
+    products = centred[:, :, None] * centred[:, None, :]
+    return x.std(axis=0) / math.sqrt(n), products.std(axis=0) / math.sqrt(n)
+
+
+def _assert_same_moments(ours, theirs):
+    mean_se_a, cov_se_a = _moment_standard_errors(ours)
+    mean_se_b, cov_se_b = _moment_standard_errors(theirs)
+    mean_gap = np.abs(ours.mean(axis=0) - theirs.mean(axis=0))
+    cov_gap = np.abs(np.cov(ours, rowvar=False) - np.cov(theirs, rowvar=False))
+    assert np.all(mean_gap < Z * np.hypot(mean_se_a, mean_se_b)), mean_gap
+    assert np.all(cov_gap < Z * np.hypot(cov_se_a, cov_se_b)), cov_gap
+
+
+# ----------------------------------------------------------------------------------------------
+# Every dataset
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cfg", DATASETS, ids=IDS)
+def test_shape_dtype_finite(cfg):
+    x = batch(jax.random.key(0), cfg, 1000)
+    assert x.shape == (1000, 2)
+    assert x.dtype == jnp.float32
+    assert np.all(np.isfinite(np.asarray(x)))
+
+
+@pytest.mark.parametrize("cfg", DATASETS, ids=IDS)
+def test_same_key_same_batch_different_key_different_batch(cfg):
+    a, b, c = _sample(cfg, 1000, seed=0), _sample(cfg, 1000, seed=0), _sample(cfg, 1000, seed=1)
+    np.testing.assert_array_equal(a, b)
+    assert np.mean(a == c) < 0.01
+
+
+@pytest.mark.parametrize("cfg", DATASETS, ids=IDS)
+def test_eager_matches_jit(cfg):
+    key = jax.random.key(3)
+    np.testing.assert_allclose(get_batch(key, cfg, 256), batch(key, cfg, 256), atol=1e-5)
+
+
+@pytest.mark.parametrize("cfg", DATASETS, ids=IDS)
+def test_inside_jitted_scan(cfg):
+    keys = jax.random.split(jax.random.key(0), 4)
+
+    @jax.jit
+    def draw_all(keys):
+        return jax.lax.scan(lambda carry, key: (carry, get_batch(key, cfg, 256)), None, keys)[1]
+
+    # No host round trip: the compiled loop contains no callback back into Python.
+    assert "callback" not in str(jax.make_jaxpr(draw_all)(keys))
+    batches = np.asarray(draw_all(keys))
+    assert batches.shape == (4, 256, 2)
+    for key, scanned in zip(keys, batches, strict=True):
+        np.testing.assert_allclose(scanned, batch(key, cfg, 256), atol=1e-5)
+    assert np.mean(batches[0] == batches[1]) < 0.01
+
+
+@pytest.mark.parametrize("cfg", DATASETS, ids=IDS)
+def test_default_datasets_fit_in_a_box_of_half_width_5(cfg):
+    # Not a hard bound for the moons: their tips sit at +-4.5 with noise std 0.15, so one point
+    # in 50 000 lands past 5; at this batch size every dataset stays inside with this key.
+    assert np.max(np.abs(_sample(cfg, 1000))) <= 5.0
+
+
+def test_unregistered_config_raises_type_error():
+    @dataclasses.dataclass(frozen=True)
+    class Unknown:
+        pass
+
+    with pytest.raises(TypeError, match="Unknown"):
+        get_batch(jax.random.key(0), Unknown(), 8)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.0])
+def test_bad_batch_size_raises(batch_size):
+    with pytest.raises(ValueError, match="batch_size"):
+        get_batch(jax.random.key(0), MoonConfig(), batch_size)
+
+
+def test_user_registered_dataset():
+    @dataclasses.dataclass(frozen=True)
+    class LineConfig:
+        slope: float = 2.0
+
+    @get_batch.register(LineConfig)
+    def _(key, cfg, batch_size):
+        t = jax.random.uniform(key, (batch_size,))
+        return jnp.stack([t, cfg.slope * t], axis=1)
+
+    x = np.asarray(batch(jax.random.key(0), LineConfig(), 64))
+    assert x.shape == (64, 2)
+    np.testing.assert_allclose(x[:, 1], 2.0 * x[:, 0])
+
+
+# ----------------------------------------------------------------------------------------------
+# Two moons and swiss roll: exact shapes, and agreement with scikit-learn
+# ----------------------------------------------------------------------------------------------
+
+
+def test_noiseless_moons_lie_on_the_two_half_circles():
+    cfg = MoonConfig(noise=0.0, scale=2.0)
+    q = _sample(cfg, 2000) / cfg.scale
+    outer, inner = q + MOON_CENTRE, MOON_CENTRE - q  # inner = 2c - outer, see the sampler
+    on_outer = np.isclose(np.hypot(*outer.T), 1.0, atol=1e-5) & (outer[:, 1] >= -1e-6)
+    on_inner = np.isclose(np.hypot(*inner.T), 1.0, atol=1e-5) & (inner[:, 1] >= -1e-6)
+    assert np.all(on_outer | on_inner)
+    # The moon of each point is a fair coin.
+    assert abs(on_outer.mean() - 0.5) < Z * math.sqrt(0.25 / len(q))
+
+
+def test_noiseless_swiss_roll_lies_on_the_spiral():
+    cfg = SwissRollConfig(noise=0.0, scale=2.0)
+    q = _sample(cfg, 2000).astype(np.float64) * ROLL_MAX_RADIUS / cfg.scale + ROLL_MEAN
+    s = np.hypot(*q.T)
+    assert np.all((s > 1.5 * math.pi - 1e-4) & (s < 4.5 * math.pi + 1e-4))
+    np.testing.assert_allclose(q, s[:, None] * np.stack([np.cos(s), np.sin(s)], 1), atol=1e-3)
+
+
+@pytest.mark.parametrize("noise", [0.05, 0.3])
+def test_moons_match_sklearn(noise):
+    cfg = MoonConfig(noise=noise)
+    theirs, _ = make_moons(n_samples=20_000, noise=noise, random_state=0)
+    _assert_same_moments(_sample(cfg, 20_000), (theirs - MOON_CENTRE) * cfg.scale)
+
+
+@pytest.mark.parametrize("noise", [0.3, 1.0])
+def test_swiss_roll_matches_sklearn(noise):
+    cfg = SwissRollConfig(noise=noise)
+    theirs, _ = make_swiss_roll(n_samples=20_000, noise=noise, random_state=0)
+    theirs = (theirs[:, [0, 2]] - ROLL_MEAN) / ROLL_MAX_RADIUS * cfg.scale
+    _assert_same_moments(_sample(cfg, 20_000), theirs)
+
+
+def test_exact_moon_mean_against_sklearn():
+    theirs, _ = make_moons(n_samples=200_000, noise=0.05, random_state=0)
+    mean_se, _ = _moment_standard_errors(theirs)
+    assert np.all(np.abs(theirs.mean(axis=0) - MOON_CENTRE) < Z * mean_se)
+
+
+def test_exact_swiss_roll_mean_against_sklearn():
+    theirs, _ = make_swiss_roll(n_samples=1_000_000, noise=0.0, random_state=0)
+    theirs = theirs[:, [0, 2]]
+    mean_se, _ = _moment_standard_errors(theirs)
+    # The standard error (~0.007) is well below 2 / (3 pi) ~ 0.21, so this tells the mean apart
+    # from (2, 0) as well as from the origin.
+    assert np.all(np.abs(theirs.mean(axis=0) - ROLL_MEAN) < Z * mean_se)
+
+
+# ----------------------------------------------------------------------------------------------
+# Gaussian mixture
+# ----------------------------------------------------------------------------------------------
+
+
+def test_gaussian_mixture_components():
+    cfg = GaussianMixtureConfig()
+    n = 20_000
+    x = _sample(cfg, n)
+    # The nearest of the centres (+-scale, +-scale) is the one with the same signs.
+    signs = np.sign(x)
+    residual = x - cfg.scale * signs
+    for sx in (-1, 1):
+        for sy in (-1, 1):
+            member = (signs[:, 0] == sx) & (signs[:, 1] == sy)
+            count = member.sum()
+            assert abs(count / n - 0.25) < Z * math.sqrt(0.25 * 0.75 / n)
+            r = residual[member]
+            assert np.all(np.abs(r.mean(axis=0)) < Z * cfg.std / math.sqrt(count))
+            assert np.all(np.abs(r.std(axis=0) - cfg.std) < Z * cfg.std / math.sqrt(2 * count))
+
+
+# ----------------------------------------------------------------------------------------------
+# Cat
+# ----------------------------------------------------------------------------------------------
+
+
+def _dark_mask(cfg):
+    with Image.open(cat_image_path(cfg)) as image:
+        return np.asarray(image.convert("L")) < cfg.threshold
+
+
+def _pixel_coordinates(x, cfg, shape):
+    """Continuous (row, column) of points: pixel (i, j) is the square [i, i+1) x [j, j+1)."""
+    height, width = shape
+    longer = max(height, width)
+    q = x.astype(np.float64) / cfg.scale
+    return (height - q[:, 1] * longer) / 2, (q[:, 0] * longer + width) / 2
+
+
+def test_default_cat_image_is_the_project_asset():
+    path = cat_image_path(CatConfig())
+    assert path.parts[-2:] == ("assets", "cat.png")
+    assert path.is_file()
+    assert cat_image_path(CatConfig(image_path="/some/where.png")).as_posix() == "/some/where.png"
+
+
+def test_cat_points_fall_on_dark_pixels():
+    cfg = CatConfig()
+    dark = _dark_mask(cfg)
+    rows, cols = _pixel_coordinates(_sample(cfg, 20_000), cfg, dark.shape)
+    # Float32 rounding can put a point exactly on its pixel's edge, so accept either side of an
+    # edge closer than a thousandth of a pixel.
+    eps = 1e-3
+    padded = np.pad(dark, 1)  # a white border catches points that leave the image
+    inside = np.zeros(len(rows), dtype=bool)
+    for row in (np.floor(rows - eps), np.floor(rows + eps)):
+        for col in (np.floor(cols - eps), np.floor(cols + eps)):
+            i = np.clip(row.astype(int) + 1, 0, padded.shape[0] - 1)
+            j = np.clip(col.astype(int) + 1, 0, padded.shape[1] - 1)
+            inside |= padded[i, j]
+    assert np.all(inside)
+    # The jitter fills each pixel uniformly: offsets inside the pixel average 1/2 (std 1/sqrt(12)).
+    for offsets in (rows % 1, cols % 1):
+        assert abs(offsets.mean() - 0.5) < Z * math.sqrt(1 / 12 / len(offsets))
+
+
+def test_cat_is_uniform_over_dark_pixels():
+    cfg = CatConfig()
+    dark = _dark_mask(cfg)
+    m = int(dark.sum())
+    n = 8 * m
+    rows, cols = _pixel_coordinates(_sample(cfg, n), cfg, dark.shape)
+    rows = np.clip(np.floor(rows).astype(int), 0, dark.shape[0] - 1)
+    cols = np.clip(np.floor(cols).astype(int), 0, dark.shape[1] - 1)
+    counts = np.bincount(rows * dark.shape[1] + cols, minlength=dark.size)[dark.ravel()]
+    # With 8 draws per pixel on average, a pixel is never drawn with probability ~e^-8, so the
+    # number of missed pixels is about Poisson(m e^-8) (~7 for the default cat).
+    expected_missed = m * math.exp(-n / m)
+    assert np.sum(counts == 0) < expected_missed + Z * math.sqrt(expected_missed)
+    # Pearson's statistic of uniform counts has mean ~m and standard deviation ~sqrt(2m).
+    expected = n / m
+    chi2 = np.sum((counts - expected) ** 2 / expected)
+    assert abs(chi2 - m) < Z * math.sqrt(2 * m)
+
+
+def test_cat_keeps_aspect_ratio_and_points_y_up(tmp_path):
+    # A 4 x 2 image (width x height) whose only dark pixel is the top-left one: the longer side
+    # spans [-1, 1], so that pixel is the square [-1, -0.5) x (0, 0.5] before scaling.
+    grey = np.full((2, 4), 255, dtype=np.uint8)
+    grey[0, 0] = 0
+    path = tmp_path / "corner.png"
+    Image.fromarray(grey).save(path)
+    cfg = CatConfig(image_path=str(path), scale=2.0)
+    q = _sample(cfg, 1000) / cfg.scale
+    assert np.all((q[:, 0] >= -1.0) & (q[:, 0] <= -0.5))
+    assert np.all((q[:, 1] >= 0.0) & (q[:, 1] <= 0.5))
+    assert q[:, 0].max() - q[:, 0].min() > 0.45  # the jitter spans the whole pixel
+
+
+def test_cat_missing_image_raises_file_not_found(tmp_path):
+    path = tmp_path / "no_cat_here.png"
+    with pytest.raises(FileNotFoundError, match="no_cat_here.png"):
+        get_batch(jax.random.key(0), CatConfig(image_path=str(path)), 8)
+
+
+def test_cat_image_without_dark_pixels_raises_value_error(tmp_path):
+    path = tmp_path / "white.png"
+    Image.new("L", (16, 16), color=255).save(path)
+    with pytest.raises(ValueError, match="white.png"):
+        get_batch(jax.random.key(0), CatConfig(image_path=str(path)), 8)
+
+
+def test_cat_threshold_is_strict(tmp_path):
+    path = tmp_path / "grey.png"
+    Image.new("L", (16, 16), color=128).save(path)
+    with pytest.raises(ValueError, match="grey.png"):
+        get_batch(jax.random.key(0), CatConfig(image_path=str(path), threshold=128), 8)
+    x = get_batch(jax.random.key(0), CatConfig(image_path=str(path), threshold=129), 8)
+    assert x.shape == (8, 2)
+
+
+def test_cat_unreadable_image_raises_value_error(tmp_path):
+    path = tmp_path / "garbage.png"
+    path.write_bytes(b"this is not a png")
+    with pytest.raises(ValueError, match="garbage.png"):
+        get_batch(jax.random.key(0), CatConfig(image_path=str(path)), 8)
