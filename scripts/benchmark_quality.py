@@ -29,7 +29,7 @@ from jax_gen.config import (
     TrainConfig,
 )
 from jax_gen.data import get_batch
-from jax_gen.metrics import sliced_wasserstein
+from jax_gen.metrics import distance_and_floor
 from jax_gen.models import create_model
 from jax_gen.strategies import create_strategy
 from jax_gen.train import train
@@ -52,17 +52,11 @@ def evaluate(dataset, strategy_cfg, train_cfg, num_samples, seed, repeats):
     losses.block_until_ready()
     seconds = time.perf_counter() - start
     samples, _ = strategy.sample_from_target_distribution(ema_model, sample_key, num_samples, 2)
-    # Each distance is averaged over independent fresh draws: on data with far-apart modes a
-    # single draw's mode counts dominate both the distance and its floor.
-    distances, floors = [], []
-    for repeat_key in jax.random.split(data_key, repeats):
-        fresh_key, other_key, proj_key = jax.random.split(repeat_key, 3)
-        fresh = get_batch(fresh_key, dataset, num_samples)
-        other = get_batch(other_key, dataset, num_samples)
-        distances.append(float(sliced_wasserstein(samples, fresh, proj_key)))
-        floors.append(float(sliced_wasserstein(other, fresh, proj_key)))
+    distance, floor = distance_and_floor(
+        samples, lambda k, n: get_batch(k, dataset, n), data_key, repeats
+    )
     loss = float(np.mean(np.asarray(losses)[-100:]))
-    return float(np.mean(distances)), float(np.mean(floors)), seconds, loss
+    return distance, floor, seconds, loss
 
 
 def main() -> None:

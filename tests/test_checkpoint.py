@@ -1,4 +1,5 @@
 import json
+import os
 
 import equinox as eqx
 import jax
@@ -99,3 +100,12 @@ def test_bad_checkpoints_raise_one_clear_error(tmp_path):
     (tmp_path / "bad.eqx").write_bytes(json.dumps(bad_config).encode() + b"\n" + weights)
     with pytest.raises(CheckpointError, match="hidden_dim=0"):
         checkpoint.load(tmp_path / "bad.eqx")
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    state, losses = trained_state()
+    path = tmp_path / "run.eqx"
+    checkpoint.save(path, CONFIG, state, losses, data_dim=2)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -1,7 +1,7 @@
 import jax
 import numpy as np
 
-from jax_gen.metrics import sliced_wasserstein
+from jax_gen.metrics import distance_and_floor, sliced_wasserstein
 
 
 def test_identical_sets_are_at_distance_zero():
@@ -27,3 +27,16 @@ def test_distance_grows_with_the_mismatch_and_exceeds_the_floor():
     # Sampling noise alone is O(n^-1/2); a 50% wider distribution is far above it.
     assert 0 < floor < 0.2
     assert wider > 3 * floor
+
+
+def test_distance_and_floor_average_over_draws():
+    def draw(key, n):
+        return jax.random.normal(key, (n, 2))
+
+    samples = draw(jax.random.key(5), 1000)
+    distance, floor = distance_and_floor(samples, draw, jax.random.key(0), repeats=4)
+    # Samples from the data distribution itself sit at the floor.
+    assert 0.5 < distance / floor < 2.0
+    shifted, floor_again = distance_and_floor(samples + 1.0, draw, jax.random.key(0), repeats=4)
+    assert floor_again == floor
+    np.testing.assert_allclose(shifted, np.sqrt(2.0), rtol=0.1)

@@ -1,6 +1,6 @@
 """Typed, frozen configuration dataclasses: the single description of an experiment.
 
-No JAX here. Every config validates itself in ``__post_init__`` and raises ``ValueError`` naming
+No JAX here. Every config validates itself when it is created and raises ``ValueError`` naming
 the offending field and value, so bad hyperparameters fail before anything is traced. Each field
 carries a docstring underneath it, which tyro turns into command-line help.
 
@@ -8,8 +8,11 @@ Configs are hashable (frozen), so they can be static arguments of jitted functio
 serialise to JSON (``to_dict`` / ``from_dict``) because checkpoints store them.
 """
 
+import contextlib
+import contextvars
 import dataclasses
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -46,13 +49,50 @@ def _check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name}={value!r} must be one of {', '.join(choices)}")
 
 
+_validating = contextvars.ContextVar("jax_gen_validating", default=True)
+
+
+class Validated:
+    """Mixin: ``validate()`` runs when the dataclass is created, unless deferred."""
+
+    def __post_init__(self) -> None:
+        if _validating.get():
+            self.validate()
+
+    def validate(self) -> None:
+        """Raises ``ValueError`` naming the first invalid field and its value."""
+
+
+@contextlib.contextmanager
+def deferred_validation() -> Iterator[None]:
+    """Creates configs without validating them; call :func:`validate_all` afterwards.
+
+    The command line parses first and then reports the first invalid value as one line.
+    """
+    token = _validating.set(False)
+    try:
+        yield
+    finally:
+        _validating.reset(token)
+
+
+def validate_all(obj: Any) -> None:
+    """Validates a dataclass and every dataclass nested in its fields, depth first."""
+    if not dataclasses.is_dataclass(obj):
+        return
+    for f in dataclasses.fields(obj):
+        validate_all(getattr(obj, f.name))
+    if isinstance(obj, Validated) or hasattr(obj, "validate"):
+        obj.validate()
+
+
 # ----------------------------------------------------------------------------------------------
 # Strategies
 # ----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class DDPMStrategyConfig:
+class DDPMStrategyConfig(Validated):
     """Denoising diffusion (DDPM): a discrete variance-preserving chain with ancestral sampling."""
 
     num_transport_steps: int = 100
@@ -64,7 +104,7 @@ class DDPMStrategyConfig:
     beta_max: float = 20.0
     """Noise rate at the noise end, in continuous time (the DDPM paper's 0.02 at T=1000 is 20)."""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _check_positive(self, "num_transport_steps", "beta_min", "beta_max")
         _check_choice(self, "prediction", typing.get_args(Prediction))
         if not self.beta_max > self.beta_min:
@@ -74,7 +114,7 @@ class DDPMStrategyConfig:
 
 
 @dataclass(frozen=True)
-class FlowMatchingStrategyConfig:
+class FlowMatchingStrategyConfig(Validated):
     """Flow matching on the linear (rectified) path z_t = t x + (1 - t) eps, Euler sampling."""
 
     num_transport_steps: int = 50
@@ -82,7 +122,7 @@ class FlowMatchingStrategyConfig:
     prediction: Prediction = "v"
     """Network output: the velocity `v = x - eps`, the clean data `x`, or the noise `eps`."""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _check_positive(self, "num_transport_steps")
         _check_choice(self, "prediction", typing.get_args(Prediction))
 
@@ -95,7 +135,7 @@ StrategyConfig = DDPMStrategyConfig | FlowMatchingStrategyConfig
 
 
 @dataclass(frozen=True)
-class MLPConfig:
+class MLPConfig(Validated):
     """Multilayer perceptron on [x, time embedding]."""
 
     hidden_dim: int = 128
@@ -107,7 +147,7 @@ class MLPConfig:
     time_embed_dim: int = 32
     """Size of the sinusoidal time embedding (even)."""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _check_positive(self, "hidden_dim", "depth", "time_embed_dim")
         _check_choice(self, "activation", typing.get_args(Activation))
         if self.time_embed_dim % 2:
@@ -115,7 +155,7 @@ class MLPConfig:
 
 
 @dataclass(frozen=True)
-class ResNetConfig:
+class ResNetConfig(Validated):
     """Residual MLP: the time embedding is added inside every block."""
 
     hidden_dim: int = 128
@@ -129,7 +169,7 @@ class ResNetConfig:
     time_embed_dim: int = 32
     """Size of the sinusoidal time embedding (even)."""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _check_positive(self, "hidden_dim", "num_blocks", "time_embed_dim")
         _check_choice(self, "activation", typing.get_args(Activation))
         if self.time_embed_dim % 2:
@@ -144,7 +184,7 @@ ModelConfig = MLPConfig | ResNetConfig
 
 
 @dataclass(frozen=True)
-class CatConfig:
+class CatConfig(Validated):
     """Cat silhouette: points drawn uniformly from the dark pixels of an image."""
 
     image_path: str = ""
@@ -154,14 +194,14 @@ class CatConfig:
     threshold: int = 128
     """Pixels darker than this (0-255 grey level) belong to the cat."""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _check_positive(self, "scale")
         if not 0 < self.threshold <= 255:
             raise ValueError(f"threshold={self.threshold!r} must lie in (0, 255]")
 
 
 @dataclass(frozen=True)
-class MoonConfig:
+class MoonConfig(Validated):
     """Two interleaved half circles (scikit-learn's two moons), centred and scaled."""
 
     noise: float = 0.05
@@ -169,13 +209,13 @@ class MoonConfig:
     scale: float = 3.0
     """Multiplier applied after centring."""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _check_non_negative(self, "noise")
         _check_positive(self, "scale")
 
 
 @dataclass(frozen=True)
-class SwissRollConfig:
+class SwissRollConfig(Validated):
     """The 2-D swiss-roll spiral (columns 0 and 2 of scikit-learn's swiss roll)."""
 
     noise: float = 0.3
@@ -183,13 +223,13 @@ class SwissRollConfig:
     scale: float = 3.0
     """Half-width of the spiral after centring and normalising its radius to 1."""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _check_non_negative(self, "noise")
         _check_positive(self, "scale")
 
 
 @dataclass(frozen=True)
-class GaussianMixtureConfig:
+class GaussianMixtureConfig(Validated):
     """Four equally weighted Gaussians centred at (+-scale, +-scale)."""
 
     scale: float = 3.0
@@ -197,7 +237,7 @@ class GaussianMixtureConfig:
     std: float = 0.3
     """Standard deviation of every component."""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _check_positive(self, "scale", "std")
 
 
@@ -209,7 +249,7 @@ DatasetConfig = CatConfig | MoonConfig | SwissRollConfig | GaussianMixtureConfig
 
 
 @dataclass(frozen=True)
-class OptimizerConfig:
+class OptimizerConfig(Validated):
     """Adam with linear warmup, cosine decay and global-norm gradient clipping."""
 
     learning_rate: float = 2e-3
@@ -221,14 +261,14 @@ class OptimizerConfig:
     max_grad_norm: float = 1.0
     """Gradients are rescaled so their global norm is at most this."""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _check_positive(self, "learning_rate", "max_grad_norm")
         _check_non_negative(self, "warmup_steps")
         _check_unit_interval(self, "final_lr_fraction", closed_right=True)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Validated):
     """The training loop."""
 
     batch_size: int = 1024
@@ -242,13 +282,13 @@ class TrainConfig:
     ema_decay: float = 0.999
     """Decay of the exponential moving average of the weights (0 disables it)."""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _check_positive(self, "batch_size", "train_steps", "log_interval")
         _check_unit_interval(self, "ema_decay")
 
 
 @dataclass(frozen=True)
-class ExperimentConfig:
+class ExperimentConfig(Validated):
     """Everything needed to rebuild a trained model: what a checkpoint stores."""
 
     strategy: StrategyConfig = field(default_factory=DDPMStrategyConfig)
@@ -326,6 +366,9 @@ __all__ = [
     "StrategyConfig",
     "SwissRollConfig",
     "TrainConfig",
+    "Validated",
+    "deferred_validation",
     "from_dict",
     "to_dict",
+    "validate_all",
 ]

@@ -1,0 +1,500 @@
+"""The command line: ``train``, ``generate`` and ``animate``.
+
+The only module that prints, seeds and touches paths. Every bad input ends in one line on
+stderr and exit code 2, before any output file is touched.
+
+    jax-gen train strategy:ddpm model:mlp dataset:cat --train-steps 3000
+    jax-gen generate --model-path outputs/cat_ddpm.eqx --num-samples 2000
+    jax-gen animate --model-path outputs/cat_ddpm.eqx --fps 30
+"""
+
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import jax
+import numpy as np
+import tyro
+from tqdm import tqdm
+
+from jax_gen import checkpoint, visualize
+from jax_gen.config import (
+    CatConfig,
+    DDPMStrategyConfig,
+    ExperimentConfig,
+    FlowMatchingStrategyConfig,
+    GaussianMixtureConfig,
+    MLPConfig,
+    MoonConfig,
+    OptimizerConfig,
+    ResNetConfig,
+    SwissRollConfig,
+    TrainConfig,
+    deferred_validation,
+    validate_all,
+)
+from jax_gen.data import get_batch
+from jax_gen.files import atomic_output, check_output_path
+from jax_gen.metrics import distance_and_floor
+from jax_gen.models import create_model
+from jax_gen.strategies import create_strategy
+from jax_gen.train import init_train_state, make_optimizer, train_chunks
+
+# Command-line names of the config classes: `strategy:ddpm`, `model:mlp`, `dataset:cat`, ...
+NAMES: dict[type, str] = {
+    DDPMStrategyConfig: "ddpm",
+    FlowMatchingStrategyConfig: "flow-matching",
+    MLPConfig: "mlp",
+    ResNetConfig: "resnet",
+    CatConfig: "cat",
+    MoonConfig: "moon",
+    SwissRollConfig: "swiss-roll",
+    GaussianMixtureConfig: "gaussian-mixture",
+}
+
+
+def _union(classes: tuple[type, ...]) -> Any:
+    annotated = [Annotated[cls, tyro.conf.subcommand(NAMES[cls])] for cls in classes]
+    out = annotated[0]
+    for member in annotated[1:]:
+        out = out | member
+    return out
+
+
+StrategyChoice = _union((DDPMStrategyConfig, FlowMatchingStrategyConfig))
+ModelChoice = _union((MLPConfig, ResNetConfig))
+DatasetChoice = _union((CatConfig, MoonConfig, SwissRollConfig, GaussianMixtureConfig))
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')}={value!r} must be positive")
+
+
+@dataclass(frozen=True)
+class RerunOptions:
+    """Rerun recording of training losses, sample snapshots and trajectories."""
+
+    rerun: bool = False
+    """Log to Rerun: saved as a .rrd recording (see --rerun-path) or shown with --rerun-spawn."""
+    rerun_path: Path | None = None
+    """Where to save the recording (default: beside the checkpoint, with suffix .rrd)."""
+    rerun_spawn: bool = False
+    """Open the Rerun viewer instead of saving (falls back to saving where there is none)."""
+
+
+@dataclass(frozen=True)
+class TrainCommand:
+    """Train a model; writes a checkpoint, its loss curve and a sample plot beside it."""
+
+    strategy: StrategyChoice = DDPMStrategyConfig()
+    model: ModelChoice = MLPConfig()
+    dataset: DatasetChoice = CatConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    train: Annotated[TrainConfig, tyro.conf.arg(name="")] = TrainConfig()
+    model_path: Path | None = None
+    """Checkpoint to write (default: outputs/<dataset>_<strategy>.eqx)."""
+    checkpoint_every: int = 0
+    """Also save the checkpoint every this many steps (0: at the end and on Ctrl-C only)."""
+    resume: bool = False
+    """Continue the run saved at --model-path (its config is used; contradicting flags fail)."""
+    num_samples: int = 2000
+    """Points generated after training for the sample plot and the quality figure."""
+    rerun: Annotated[RerunOptions, tyro.conf.arg(name="")] = RerunOptions()
+
+    def validate(self) -> None:
+        """Raises ``ValueError`` naming the first invalid option."""
+        _positive(self, "num_samples")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"--checkpoint-every={self.checkpoint_every!r} must be >= 0")
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """Options shared by generate and animate."""
+
+    model_path: Path
+    """Checkpoint written by `train`; it carries the strategy, model and dataset config."""
+    seed: int = 0
+    """Seed of the noise (same seed, same points)."""
+    num_steps: int | None = None
+    """Sampling steps (default: the checkpoint's --strategy.num-transport-steps)."""
+    use_ema: bool = True
+    """Sample with the exponential moving average of the weights."""
+    strategy: StrategyChoice | None = None
+    """Optional: must agree with the checkpoint (its num-transport-steps sets the steps)."""
+    model: ModelChoice | None = None
+    """Optional: must agree with the checkpoint."""
+    dataset: DatasetChoice | None = None
+    """Optional: must agree with the checkpoint."""
+
+
+@dataclass(frozen=True)
+class GenerateCommand:
+    """Sample from a trained model; plots the points beside fresh data."""
+
+    sampling: Annotated[SamplingOptions, tyro.conf.arg(name="")]
+    num_samples: int = 2000
+    """Number of points to generate."""
+    output_image_path: Path | None = None
+    """PNG of the samples beside fresh data (default: beside the checkpoint, .samples.png)."""
+    output_samples_path: Path | None = None
+    """Also write the raw points, as .npy or .csv."""
+    rerun: Annotated[RerunOptions, tyro.conf.arg(name="")] = RerunOptions()
+
+    def validate(self) -> None:
+        """Raises ``ValueError`` naming the first invalid option."""
+        _positive(self, "num_samples")
+        _positive(self.sampling, "num_steps")
+        path = self.output_samples_path
+        if path is not None and path.suffix.lower() not in (".npy", ".csv"):
+            raise ValueError(f"--output-samples-path {path} must end in .npy or .csv")
+
+
+@dataclass(frozen=True)
+class AnimateCommand:
+    """Animate the trajectory from noise (first frame) to samples (last frame) as a GIF."""
+
+    sampling: Annotated[SamplingOptions, tyro.conf.arg(name="")]
+    num_samples: int = 1500
+    """Number of points to move."""
+    output_video_path: Path | None = None
+    """GIF to write (default: beside the checkpoint, with suffix .gif)."""
+    fps: int = 30
+    """Frames per second."""
+    max_frames: int = 120
+    """At most this many frames, evenly spaced over the trajectory (first and last kept)."""
+    rerun: Annotated[RerunOptions, tyro.conf.arg(name="")] = RerunOptions()
+
+    def validate(self) -> None:
+        """Raises ``ValueError`` naming the first invalid option."""
+        _positive(self, "num_samples", "fps")
+        _positive(self.sampling, "num_steps")
+        if self.max_frames < 2:
+            raise ValueError(f"--max-frames={self.max_frames!r} must be at least 2")
+
+
+Command = (
+    Annotated[TrainCommand, tyro.conf.subcommand("train")]
+    | Annotated[GenerateCommand, tyro.conf.subcommand("generate")]
+    | Annotated[AnimateCommand, tyro.conf.subcommand("animate")]
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def say(message: str) -> None:
+    tqdm.write(message)
+
+
+def default_model_path(cfg: ExperimentConfig) -> Path:
+    return Path("outputs") / f"{NAMES[type(cfg.dataset)]}_{NAMES[type(cfg.strategy)]}.eqx"
+
+
+def beside(model_path: Path, suffix: str) -> Path:
+    """outputs/cat_ddpm.eqx -> outputs/cat_ddpm<suffix>."""
+    return model_path.with_name(model_path.stem + suffix)
+
+
+def check_agrees(given: Any, default: Any, stored: Any, group: str, ignore=()) -> None:
+    """Raises ``ValueError`` if flags the user set contradict the checkpoint's config.
+
+    A field counts as set when it differs from the class default; a different class (e.g.
+    ``model:resnet`` for an MLP checkpoint) always contradicts.
+    """
+    if given is None or given == default:
+        return
+    if type(given) is not type(stored):
+        raise ValueError(
+            f"{group}:{NAMES[type(given)]} contradicts the checkpoint's "
+            f"{group}:{NAMES[type(stored)]}"
+        )
+    class_default = type(given)()
+    for field in dataclasses.fields(given):
+        if field.name in ignore:
+            continue
+        value, stored_value = getattr(given, field.name), getattr(stored, field.name)
+        if value != getattr(class_default, field.name) and value != stored_value:
+            flag = f"--{group}.{field.name.replace('_', '-')}"
+            raise ValueError(
+                f"{flag}={value!r} contradicts the checkpoint's {field.name}={stored_value!r}"
+            )
+
+
+def check_dataset(cfg: Any) -> None:
+    """Draws one batch eagerly so a missing or bad image fails now, with its own message."""
+    get_batch(jax.random.key(0), cfg, 1)
+
+
+def quality(samples: np.ndarray, dataset: Any, key: jax.Array) -> tuple[float, float]:
+    """Sliced W2 from samples to fresh data, and its noise floor (see jax_gen.metrics)."""
+    return distance_and_floor(samples, lambda k, n: get_batch(k, dataset, n), key)
+
+
+def quality_line(distance: float, floor: float) -> str:
+    return (
+        f"sliced W2 to fresh data {distance:.3f} "
+        f"(noise floor {floor:.3f}, ratio {distance / floor:.2f})"
+    )
+
+
+def describe(cfg: ExperimentConfig) -> str:
+    s = cfg.strategy
+    return f"{NAMES[type(s)]}, {s.prediction}-prediction, {s.num_transport_steps} steps"
+
+
+def open_rerun(options: RerunOptions, model_path: Path, app: str):
+    if not options.rerun and not options.rerun_spawn:
+        return None
+    path = options.rerun_path or beside(model_path, f".{app}.rrd")
+    logger = visualize.RerunLogger(f"jax_gen_{app}", recording_path=path, spawn=options.rerun_spawn)
+    if logger.warning:
+        say(logger.warning)
+    return logger, path
+
+
+# ----------------------------------------------------------------------------------------------
+# train
+# ----------------------------------------------------------------------------------------------
+
+
+def run_train(cmd: TrainCommand) -> None:
+    cfg = ExperimentConfig(cmd.strategy, cmd.model, cmd.dataset, cmd.optimizer, cmd.train)
+    model_path = cmd.model_path or default_model_path(cfg)
+    defaults = TrainCommand()
+    if cmd.resume:
+        saved = checkpoint.load(model_path)
+        for group in ("strategy", "model", "dataset", "optimizer"):
+            check_agrees(
+                getattr(cmd, group), getattr(defaults, group), getattr(saved.config, group), group
+            )
+        check_agrees(cmd.train, defaults.train, saved.config.train, "train")
+        cfg, data_dim = saved.config, saved.data_dim
+    else:
+        data_dim = 2
+    loss_path, samples_path = beside(model_path, ".loss.png"), beside(model_path, ".samples.png")
+    for path, flag in (
+        (model_path, "--model-path"),
+        (loss_path, "loss curve"),
+        (samples_path, "sample plot"),
+    ):
+        check_output_path(path, flag)
+    check_dataset(cfg.dataset)
+
+    init_key, train_key, sample_key = jax.random.split(jax.random.key(cfg.train.seed), 3)
+    strategy = create_strategy(cfg.strategy)
+    optimizer = make_optimizer(cfg.optimizer, cfg.train.train_steps)
+    if cmd.resume:
+        state, losses = saved.state, [saved.losses]
+        say(f"resuming {model_path} at step {int(state.step)}/{cfg.train.train_steps}")
+    else:
+        model = create_model(cfg.model, init_key, data_dim)
+        state, losses = init_train_state(model, optimizer), []
+    rerun = open_rerun(cmd.rerun, model_path, "train")
+
+    def save_checkpoint(state) -> None:
+        checkpoint.save(model_path, cfg, state, np.concatenate(losses) if losses else [], data_dim)
+
+    say(f"training {describe(cfg)} on {NAMES[type(cfg.dataset)]} for {cfg.train.train_steps} steps")
+    start = time.perf_counter()
+    first_step = int(state.step)
+    bar = tqdm(
+        total=cfg.train.train_steps, initial=first_step, unit="step", disable=None, leave=False
+    )
+    try:
+        for chunk in train_chunks(
+            state,
+            train_key,
+            strategy=strategy,
+            optimizer=optimizer,
+            dataset=cfg.dataset,
+            train_cfg=cfg.train,
+        ):
+            chunk_losses = np.asarray(chunk.losses)  # the one host sync per chunk
+            previous_step, state = int(state.step), chunk.state
+            step = previous_step + chunk_losses.size
+            losses.append(chunk_losses)
+            rate = (step - first_step) / (time.perf_counter() - start)
+            bar.update(chunk_losses.size)
+            bar.set_postfix(loss=f"{chunk_losses.mean():.4f}", steps_per_s=f"{rate:.0f}")
+            say(
+                f"step {step:>6}/{cfg.train.train_steps}  "
+                f"loss {chunk_losses.mean():.4f}  {rate:.0f} steps/s"
+            )
+            if rerun:
+                rerun[0].log_losses(previous_step, chunk_losses)
+                snapshot, _ = strategy.sample_from_target_distribution(
+                    state.ema_model, jax.random.fold_in(sample_key, step), 500, data_dim
+                )
+                rerun[0].log_points("train/samples", step, np.asarray(snapshot))
+            every = cmd.checkpoint_every
+            if every and step // every > previous_step // every and step < cfg.train.train_steps:
+                save_checkpoint(state)
+    except KeyboardInterrupt:
+        bar.close()
+        save_checkpoint(state)
+        if rerun:
+            rerun[0].close()
+        print(
+            f"interrupted: saved step {int(state.step)} to {model_path}; continue with "
+            f"`train --resume --model-path {model_path}`",
+            file=sys.stderr,
+        )
+        sys.exit(130)
+    bar.close()
+    elapsed = time.perf_counter() - start
+    all_losses = np.concatenate(losses) if losses else np.zeros(0)
+    save_checkpoint(state)
+    visualize.save_loss_curve(
+        loss_path, all_losses, title=f"{describe(cfg)} on {NAMES[type(cfg.dataset)]}"
+    )
+
+    samples, _ = strategy.sample_from_target_distribution(
+        state.ema_model, sample_key, cmd.num_samples, data_dim
+    )
+    samples = np.asarray(samples)
+    data = np.asarray(get_batch(jax.random.fold_in(sample_key, 1), cfg.dataset, cmd.num_samples))
+    visualize.save_samples_png(samples_path, samples, data, title=describe(cfg))
+    distance, floor = quality(samples, cfg.dataset, jax.random.fold_in(sample_key, 2))
+    if rerun:
+        rerun[0].close()
+
+    trained = int(state.step) - first_step
+    say(f"trained {trained} steps in {elapsed:.1f} s ({trained / max(elapsed, 1e-9):.0f} steps/s)")
+    if all_losses.size:
+        tail = all_losses[-100:]
+        say(f"final loss {tail.mean():.4f} (mean of the last {tail.size} steps)")
+    say(quality_line(distance, floor))
+    say(f"checkpoint   {model_path}")
+    say(f"loss curve   {loss_path}")
+    say(f"samples      {samples_path}")
+    if rerun:
+        say(f"rerun        {rerun[1]}")
+
+
+# ----------------------------------------------------------------------------------------------
+# generate and animate
+# ----------------------------------------------------------------------------------------------
+
+
+def load_for_sampling(options: SamplingOptions):
+    """Loads the checkpoint, checks optional flags against it, builds strategy and model."""
+    saved = checkpoint.load(options.model_path)
+    cfg = saved.config
+    check_agrees(options.strategy, None, cfg.strategy, "strategy", ignore=("num_transport_steps",))
+    check_agrees(options.model, None, cfg.model, "model")
+    check_agrees(options.dataset, None, cfg.dataset, "dataset")
+    num_steps = options.num_steps
+    if num_steps is None and options.strategy is not None:
+        if options.strategy.num_transport_steps != type(options.strategy)().num_transport_steps:
+            num_steps = options.strategy.num_transport_steps
+    if num_steps is not None:
+        cfg = dataclasses.replace(
+            cfg, strategy=dataclasses.replace(cfg.strategy, num_transport_steps=num_steps)
+        )
+    model = saved.state.ema_model if options.use_ema else saved.state.model
+    return cfg, create_strategy(cfg.strategy), model, saved.data_dim
+
+
+def run_generate(cmd: GenerateCommand) -> None:
+    options = cmd.sampling
+    image_path = cmd.output_image_path or beside(options.model_path, ".samples.png")
+    check_output_path(image_path, "--output-image-path")
+    if cmd.output_samples_path is not None:
+        check_output_path(cmd.output_samples_path, "--output-samples-path")
+    cfg, strategy, model, data_dim = load_for_sampling(options)
+    check_dataset(cfg.dataset)
+
+    sample_key, data_key = jax.random.split(jax.random.key(options.seed))
+    start = time.perf_counter()
+    samples, trajectory = strategy.sample_from_target_distribution(
+        model, sample_key, cmd.num_samples, data_dim
+    )
+    samples = np.asarray(samples)
+    elapsed = time.perf_counter() - start
+    data = np.asarray(get_batch(data_key, cfg.dataset, cmd.num_samples))
+    visualize.save_samples_png(image_path, samples, data, title=describe(cfg))
+    if cmd.output_samples_path is not None:
+        with atomic_output(cmd.output_samples_path) as tmp:
+            if cmd.output_samples_path.suffix.lower() == ".npy":
+                with open(tmp, "wb") as f:
+                    np.save(f, samples)
+            else:
+                np.savetxt(tmp, samples, delimiter=",", header="x,y", comments="")
+    distance, floor = quality(samples, cfg.dataset, jax.random.fold_in(data_key, 1))
+    rerun = open_rerun(cmd.rerun, options.model_path, "generate")
+    if rerun:
+        rerun[0].log_trajectory(np.asarray(trajectory))
+        rerun[0].close()
+
+    say(f"generated {cmd.num_samples} points with {describe(cfg)} in {elapsed:.2f} s")
+    say(quality_line(distance, floor))
+    say(f"samples plot {image_path}")
+    if cmd.output_samples_path is not None:
+        say(f"points       {cmd.output_samples_path}")
+    if rerun:
+        say(f"rerun        {rerun[1]}")
+
+
+def run_animate(cmd: AnimateCommand) -> None:
+    options = cmd.sampling
+    video_path = cmd.output_video_path or beside(options.model_path, ".gif")
+    check_output_path(video_path, "--output-video-path")
+    cfg, strategy, model, data_dim = load_for_sampling(options)
+
+    sample_key, _ = jax.random.split(jax.random.key(options.seed))
+    _, trajectory = strategy.sample_from_target_distribution(
+        model, sample_key, cmd.num_samples, data_dim
+    )
+    trajectory = np.asarray(trajectory)
+    frames = visualize.save_trajectory_gif(
+        video_path, trajectory, fps=cmd.fps, max_frames=cmd.max_frames, title=describe(cfg)
+    )
+    rerun = open_rerun(cmd.rerun, options.model_path, "animate")
+    if rerun:
+        rerun[0].log_trajectory(trajectory)
+        rerun[0].close()
+    say(f"animated {trajectory.shape[0] - 1} steps of {describe(cfg)} in {frames} frames")
+    say(f"animation    {video_path}")
+    if rerun:
+        say(f"rerun        {rerun[1]}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry point
+# ----------------------------------------------------------------------------------------------
+
+RUNNERS = {TrainCommand: run_train, GenerateCommand: run_generate, AnimateCommand: run_animate}
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parses the command line and runs the command. Bad input: one line on stderr, exit 2."""
+    with deferred_validation():  # report invalid values below as one line, not tyro's box
+        command = tyro.cli(
+            Command, args=argv, prog="jax-gen", config=(tyro.conf.CascadeSubcommandArgs,)
+        )
+    try:
+        validate_all(command)
+        RUNNERS[type(command)](command)
+    except (ValueError, OSError) as err:
+        if os.environ.get("JAX_GEN_DEBUG"):
+            raise
+        fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+
+
+if __name__ == "__main__":
+    main()

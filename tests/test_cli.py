@@ -1,0 +1,425 @@
+"""The command line, end to end in a temporary folder, with tiny models and few steps."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+from PIL import Image, ImageSequence
+
+import jax_gen.cli as cli
+from jax_gen import checkpoint, visualize
+from jax_gen.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["model:mlp", "--model.hidden-dim", "16", "--model.depth", "2"]
+FAST = ["--batch-size", "64", "--train-steps", "20", "--log-interval", "10", "--num-samples", "200"]
+
+
+def run(argv, capsys):
+    """Runs the CLI in-process; returns (exit code, stdout, stderr)."""
+    try:
+        main([str(a) for a in argv])
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def train(tmp_path, capsys, *extra, name="model.eqx", strategy=("strategy:ddpm",)):
+    path = tmp_path / name
+    code, out, err = run(
+        [
+            "train",
+            *strategy,
+            *TINY,
+            "dataset:gaussian-mixture",
+            *FAST,
+            "--model-path",
+            path,
+            *extra,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    return path, out + err
+
+
+def weights(path):
+    state = checkpoint.load(path).state
+    return jax.tree.leaves(eqx.filter(state, eqx.is_array))
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+STRATEGIES = [
+    ("strategy:ddpm", "--strategy.num-transport-steps", "10"),
+    ("strategy:flow-matching", "--strategy.num-transport-steps", "8", "--strategy.prediction", "x"),
+]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=["ddpm", "flow-matching"])
+def test_train_generate_animate_end_to_end(in_tmp, capsys, strategy):
+    path, log = train(in_tmp, capsys, strategy=strategy)
+    for suffix in (".eqx", ".loss.png", ".samples.png"):
+        assert (in_tmp / f"model{suffix}").exists(), suffix
+    assert "sliced W2 to fresh data" in log and str(path) in log
+    assert log.count("loss") >= 2  # one line per log interval, not per step
+
+    points = in_tmp / "points.npy"
+    code, out, err = run(
+        [
+            "generate",
+            "--model-path",
+            path,
+            "--num-samples",
+            "300",
+            "--output-image-path",
+            in_tmp / "samples.png",
+            "--output-samples-path",
+            points,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    samples = np.load(points)
+    assert samples.shape == (300, 2) and np.all(np.isfinite(samples))
+    assert Image.open(in_tmp / "samples.png").size[0] > 100
+
+    gif = in_tmp / "movie.gif"
+    code, out, err = run(
+        [
+            "animate",
+            "--model-path",
+            path,
+            "--num-samples",
+            "300",
+            "--output-video-path",
+            gif,
+            "--fps",
+            "20",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    steps = int(strategy[2])
+    with Image.open(gif) as image:
+        frames = [np.asarray(f.convert("L")) for f in ImageSequence.Iterator(image)]
+        assert image.info["duration"] == 50
+    assert len(frames) == steps + 1
+    # The last frame shows the generated points: same seed and count as `generate`.
+    trajectory_bounds = None
+    saved = checkpoint.load(path)
+    strategy_obj = cli.create_strategy(saved.config.strategy)
+    _, trajectory = strategy_obj.sample_from_target_distribution(
+        saved.state.ema_model, jax.random.split(jax.random.key(0))[0], 300, 2
+    )
+    trajectory = np.asarray(trajectory)
+    np.testing.assert_allclose(trajectory[-1], samples, rtol=1e-5, atol=1e-5)
+    trajectory_bounds = visualize.trajectory_bounds(trajectory)
+    size = frames[-1].shape[1]
+    rows, cols = visualize.point_to_pixel(samples, trajectory_bounds, size)
+    plot = frames[-1][visualize.CAPTION_HEIGHT :]
+    assert np.all(plot[rows, cols] < 128)
+
+
+def test_same_seed_same_points_file(in_tmp, capsys):
+    path, _ = train(in_tmp, capsys)
+    files = []
+    for name, seed in (("a.npy", 3), ("b.npy", 3), ("c.npy", 4)):
+        code, _, err = run(
+            [
+                "generate",
+                "--model-path",
+                path,
+                "--seed",
+                seed,
+                "--num-samples",
+                "100",
+                "--output-samples-path",
+                in_tmp / name,
+            ],
+            capsys,
+        )
+        assert code == 0, err
+        files.append((in_tmp / name).read_bytes())
+    assert files[0] == files[1] and files[0] != files[2]
+    code, _, err = run(
+        [
+            "generate",
+            "--model-path",
+            path,
+            "--seed",
+            3,
+            "--num-samples",
+            "100",
+            "--output-samples-path",
+            in_tmp / "a.csv",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    csv = np.loadtxt(in_tmp / "a.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(csv, np.load(in_tmp / "a.npy"), rtol=1e-6)
+
+
+def test_interrupt_saves_and_resume_matches_an_uninterrupted_run(in_tmp, capsys, monkeypatch):
+    full, _ = train(in_tmp, capsys, "--train-steps", "40", name="full.eqx")
+
+    original = cli.train_chunks
+
+    def interrupted(*args, **kwargs):
+        for i, chunk in enumerate(original(*args, **kwargs)):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield chunk
+
+    monkeypatch.setattr(cli, "train_chunks", interrupted)
+    path = in_tmp / "part.eqx"
+    argv = [
+        "train",
+        "strategy:ddpm",
+        *TINY,
+        "dataset:gaussian-mixture",
+        *FAST,
+        "--train-steps",
+        "40",
+        "--model-path",
+        path,
+    ]
+    code, _, err = run(argv, capsys)
+    assert code == 130 and "interrupted" in err and "Traceback" not in err
+    assert checkpoint.load(path).step == 20
+    monkeypatch.setattr(cli, "train_chunks", original)
+
+    code, out, err = run([*argv, "--resume"], capsys)
+    assert code == 0, err
+    resumed = checkpoint.load(path)
+    assert resumed.step == 40
+    np.testing.assert_array_equal(resumed.losses, checkpoint.load(full).losses)
+    for a, b in zip(weights(full), weights(path), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_periodic_checkpoints(in_tmp, capsys, monkeypatch):
+    saved_steps = []
+    original = checkpoint.save
+
+    def spy(path, config, state, losses, data_dim):
+        saved_steps.append(int(state.step))
+        return original(path, config, state, losses, data_dim)
+
+    monkeypatch.setattr(checkpoint, "save", spy)
+    train(in_tmp, capsys, "--train-steps", "40", "--checkpoint-every", "20")
+    assert saved_steps == [20, 40]
+
+
+def test_rerun_recording_of_training_and_generation(in_tmp, capsys):
+    path, log = train(in_tmp, capsys, "--rerun")
+    recording = in_tmp / "model.train.rrd"
+    assert recording.exists() and str(recording) in log
+    contents = visualize.read_recording(recording)
+    np.testing.assert_allclose(contents["losses"], checkpoint.load(path).losses, rtol=1e-6)
+    assert "/train/samples" in contents["entities"] or "train/samples" in contents["entities"]
+
+    code, _, err = run(
+        ["generate", "--model-path", path, "--rerun", "--rerun-path", in_tmp / "gen.rrd"], capsys
+    )
+    assert code == 0, err
+    entities = visualize.read_recording(in_tmp / "gen.rrd")["entities"]
+    assert any("trajectory" in e for e in entities)
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input: one line on stderr, exit code 2, nothing overwritten.
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("trained")
+    path = folder / "model.eqx"
+    main(
+        [
+            "train",
+            "strategy:ddpm",
+            *TINY,
+            "dataset:gaussian-mixture",
+            *FAST,
+            "--model-path",
+            str(path),
+        ]
+    )
+    return path
+
+
+def assert_clean_failure(code, err, *fragments):
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert "Traceback" not in err
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+def test_bad_checkpoints(in_tmp, capsys, trained):
+    sentinel = in_tmp / "out.png"
+    sentinel.write_bytes(b"keep me")
+    header, weights_ = trained.read_bytes().split(b"\n", 1)
+    corrupt = in_tmp / "corrupt.eqx"
+    corrupt.write_bytes(header + b"\n" + weights_[:10])
+    other_version = in_tmp / "v2.eqx"
+    other_version.write_bytes(header.replace(b'"version": 1', b'"version": 2') + b"\n" + weights_)
+    cases = [
+        (in_tmp / "missing.eqx", "not found"),
+        (corrupt, "corrupt"),
+        (other_version, "version 2"),
+    ]
+    for command in ("generate", "animate"):
+        flag = "--output-image-path" if command == "generate" else "--output-video-path"
+        for path, fragment in cases:
+            code, _, err = run([command, "--model-path", path, flag, sentinel], capsys)
+            assert_clean_failure(code, err, fragment)
+            assert sentinel.read_bytes() == b"keep me"
+
+
+def test_contradicting_architecture_flags(in_tmp, capsys, trained):
+    before = trained.read_bytes()
+    code, _, err = run(
+        ["generate", "--model-path", trained, "model:mlp", "--model.hidden-dim", "64"], capsys
+    )
+    assert_clean_failure(code, err, "--model.hidden-dim=64", "hidden_dim=16")
+    code, _, err = run(["animate", "--model-path", trained, "model:resnet"], capsys)
+    assert_clean_failure(code, err, "model:resnet", "model:mlp")
+    code, _, err = run(["generate", "--model-path", trained, "strategy:flow-matching"], capsys)
+    assert_clean_failure(code, err, "strategy:flow-matching", "strategy:ddpm")
+    code, _, err = run(
+        ["train", "--resume", "--model-path", trained, "model:mlp", "--model.depth", "5"], capsys
+    )
+    assert_clean_failure(code, err, "--model.depth=5", "depth=2")
+    assert trained.read_bytes() == before
+    # Sampling options may differ from the checkpoint.
+    code, _, err = run(
+        [
+            "generate",
+            "--model-path",
+            trained,
+            "strategy:ddpm",
+            "--strategy.num-transport-steps",
+            "5",
+            "--output-image-path",
+            in_tmp / "ok.png",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["train", "--batch-size", "0"], "batch_size=0"),
+        (["train", "--train-steps", "-5"], "train_steps=-5"),
+        (
+            ["train", "strategy:ddpm", "--strategy.num-transport-steps", "0"],
+            "num_transport_steps=0",
+        ),
+        (
+            ["train", "strategy:ddpm", "--strategy.beta-min", "5", "--strategy.beta-max", "1"],
+            "beta_max=1",
+        ),
+        (["train", "--log-interval", "0"], "log_interval=0"),
+        (["generate", "--model-path", "m.eqx", "--num-samples", "0"], "--num-samples=0"),
+        (["generate", "--model-path", "m.eqx", "--num-steps", "0"], "--num-steps=0"),
+        (["animate", "--model-path", "m.eqx", "--fps", "0"], "--fps=0"),
+        (["animate", "--model-path", "m.eqx", "--num-samples", "-1"], "--num-samples=-1"),
+        (["generate", "--model-path", "m.eqx", "--output-samples-path", "x.txt"], ".npy or .csv"),
+    ],
+)
+def test_invalid_values(in_tmp, capsys, argv, fragment):
+    code, _, err = run(argv, capsys)
+    assert_clean_failure(code, err, fragment)
+    assert list(in_tmp.iterdir()) == []
+
+
+def test_unwritable_or_directory_outputs(in_tmp, capsys, trained):
+    (in_tmp / "adir").mkdir()
+    blocker = in_tmp / "file"
+    blocker.write_text("x")
+    cases = [
+        ["train", "--model-path", in_tmp / "adir"],
+        ["train", "--model-path", blocker / "model.eqx"],
+        ["generate", "--model-path", trained, "--output-image-path", in_tmp / "adir"],
+        [
+            "generate",
+            "--model-path",
+            trained,
+            "--output-samples-path",
+            in_tmp / "adir.npy",
+            "--output-image-path",
+            blocker / "x.png",
+        ],
+        ["animate", "--model-path", trained, "--output-video-path", in_tmp / "adir"],
+    ]
+    for argv in cases:
+        code, _, err = run(argv, capsys)
+        assert_clean_failure(code, err)
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["adir", "file"]
+    assert blocker.read_text() == "x"
+
+
+def test_missing_cat_asset(in_tmp, capsys):
+    code, _, err = run(
+        [
+            "train",
+            "dataset:cat",
+            "--dataset.image-path",
+            in_tmp / "nocat.png",
+            "--model-path",
+            in_tmp / "m.eqx",
+        ],
+        capsys,
+    )
+    assert_clean_failure(code, err, "nocat.png")
+    assert list(in_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [["train", "dataset:dog"], ["train", "strategy:gan"], ["fly"]])
+def test_unknown_names_exit_2(in_tmp, capsys, argv):
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert list(in_tmp.iterdir()) == []
+
+
+def test_help_is_readable_and_entry_points_work():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "main.py"), "train", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for text in (
+        "--batch-size",
+        "Points per optimisation step",
+        "strategy:ddpm",
+        "strategy:flow-matching",
+        "dataset:swiss-roll",
+        "--checkpoint-every",
+        "--resume",
+    ):
+        assert text in out, text
+    out = subprocess.run(
+        [sys.executable, "-m", "jax_gen.cli", "generate", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "--num-samples" in out and "--output-samples-path" in out
