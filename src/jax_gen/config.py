@@ -17,7 +17,22 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Prediction = Literal["eps", "x", "v"]
+LossTarget = Literal["prediction", "v"]
 Activation = Literal["gelu", "relu", "swish"]
+DDPMSchedule = Literal["linear", "cosine", "sigmoid"]
+FlowPath = Literal["linear", "cosine"]
+SamplerName = Literal[
+    "default",
+    "ancestral",
+    "ddim",
+    "euler",
+    "midpoint",
+    "heun",
+    "rk4",
+    "adaptive",
+    "euler-maruyama",
+    "pc",
+]
 
 
 def _check_positive(obj: Any, *names: str) -> None:
@@ -41,6 +56,11 @@ def _check_unit_interval(obj: Any, *names: str, closed_right: bool = False) -> N
         if not inside:
             interval = "[0, 1]" if closed_right else "[0, 1)"
             raise ValueError(f"{name}={value!r} must lie in {interval}")
+
+
+def _check_ambient_dim(obj: Any) -> None:
+    if not (isinstance(obj.ambient_dim, int) and obj.ambient_dim >= 2):
+        raise ValueError(f"ambient_dim={obj.ambient_dim!r} must be an integer >= 2")
 
 
 def _check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
@@ -103,10 +123,16 @@ class DDPMStrategyConfig(Validated):
     """Noise rate at the data end, in continuous time (the DDPM paper's 1e-4 at T=1000 is 0.1)."""
     beta_max: float = 20.0
     """Noise rate at the noise end, in continuous time (the DDPM paper's 0.02 at T=1000 is 20)."""
+    schedule: DDPMSchedule = "linear"
+    """Noise schedule: `linear` (beta_min..beta_max), `cosine` (Nichol & Dhariwal), `sigmoid`."""
+    loss_target: LossTarget = "prediction"
+    """Regress the network's own output (`prediction`) or the velocity it implies (`v`)."""
 
     def validate(self) -> None:
         _check_positive(self, "num_transport_steps", "beta_min", "beta_max")
         _check_choice(self, "prediction", typing.get_args(Prediction))
+        _check_choice(self, "schedule", typing.get_args(DDPMSchedule))
+        _check_choice(self, "loss_target", typing.get_args(LossTarget))
         if not self.beta_max > self.beta_min:
             raise ValueError(
                 f"beta_max={self.beta_max!r} must be greater than beta_min={self.beta_min!r}"
@@ -115,19 +141,56 @@ class DDPMStrategyConfig(Validated):
 
 @dataclass(frozen=True)
 class FlowMatchingStrategyConfig(Validated):
-    """Flow matching on the linear (rectified) path z_t = t x + (1 - t) eps, Euler sampling."""
+    """Flow matching on a Gaussian path from noise (t=0) to data (t=1), Euler sampling."""
 
     num_transport_steps: int = 50
     """Number of Euler steps from noise (t=0) to data (t=1)."""
     prediction: Prediction = "v"
     """Network output: the velocity `v = x - eps`, the clean data `x`, or the noise `eps`."""
+    path: FlowPath = "linear"
+    """The path: `linear` (z = t x + (1 - t) eps) or `cosine` (variance preserving)."""
+    loss_target: LossTarget = "prediction"
+    """Regress the network's own output (`prediction`) or the velocity it implies (`v`)."""
 
     def validate(self) -> None:
         _check_positive(self, "num_transport_steps")
         _check_choice(self, "prediction", typing.get_args(Prediction))
+        _check_choice(self, "path", typing.get_args(FlowPath))
+        _check_choice(self, "loss_target", typing.get_args(LossTarget))
 
 
-StrategyConfig = DDPMStrategyConfig | FlowMatchingStrategyConfig
+@dataclass(frozen=True)
+class ScoreMatchingStrategyConfig(Validated):
+    """Denoising score matching over noise levels, sampled by annealed Langevin dynamics."""
+
+    num_transport_steps: int = 20
+    """Number of noise levels, geometric from sigma_max (t=0) to sigma_min (t=1)."""
+    prediction: Prediction = "eps"
+    """Network output: the noise `eps` (score = -eps / sigma), the clean data `x`, or `v`."""
+    sigma_min: float = 0.01
+    """Smallest noise level (the data end, t=1)."""
+    sigma_max: float = 10.0
+    """Largest noise level (the source end, t=0): about the data's diameter."""
+    langevin_steps: int = 20
+    """Langevin steps at each noise level."""
+    step_size: float = 0.05
+    """Langevin step at noise level sigma is step_size * sigma^2 / 2 ... see the strategy."""
+    loss_target: LossTarget = "prediction"
+    """Regress the network's own output (`prediction`) or the velocity it implies (`v`)."""
+
+    def validate(self) -> None:
+        _check_positive(
+            self, "num_transport_steps", "sigma_min", "sigma_max", "langevin_steps", "step_size"
+        )
+        _check_choice(self, "prediction", typing.get_args(Prediction))
+        _check_choice(self, "loss_target", typing.get_args(LossTarget))
+        if not self.sigma_max > self.sigma_min:
+            raise ValueError(
+                f"sigma_max={self.sigma_max!r} must be greater than sigma_min={self.sigma_min!r}"
+            )
+
+
+StrategyConfig = DDPMStrategyConfig | FlowMatchingStrategyConfig | ScoreMatchingStrategyConfig
 
 # ----------------------------------------------------------------------------------------------
 # Models
@@ -193,9 +256,12 @@ class CatConfig(Validated):
     """Half-width of the point cloud after normalising the image to [-1, 1]."""
     threshold: int = 128
     """Pixels darker than this (0-255 grey level) belong to the cat."""
+    ambient_dim: int = 2
+    """Dimension D of the points: the 2-D data embedded by a fixed random orthonormal map."""
 
     def validate(self) -> None:
         _check_positive(self, "scale")
+        _check_ambient_dim(self)
         if not 0 < self.threshold <= 255:
             raise ValueError(f"threshold={self.threshold!r} must lie in (0, 255]")
 
@@ -208,10 +274,13 @@ class MoonConfig(Validated):
     """Standard deviation of the Gaussian noise added before scaling."""
     scale: float = 3.0
     """Multiplier applied after centring."""
+    ambient_dim: int = 2
+    """Dimension D of the points: the 2-D data embedded by a fixed random orthonormal map."""
 
     def validate(self) -> None:
         _check_non_negative(self, "noise")
         _check_positive(self, "scale")
+        _check_ambient_dim(self)
 
 
 @dataclass(frozen=True)
@@ -222,10 +291,13 @@ class SwissRollConfig(Validated):
     """Standard deviation of the Gaussian noise added before scaling."""
     scale: float = 3.0
     """Half-width of the spiral after centring and normalising its radius to 1."""
+    ambient_dim: int = 2
+    """Dimension D of the points: the 2-D data embedded by a fixed random orthonormal map."""
 
     def validate(self) -> None:
         _check_non_negative(self, "noise")
         _check_positive(self, "scale")
+        _check_ambient_dim(self)
 
 
 @dataclass(frozen=True)
@@ -236,12 +308,50 @@ class GaussianMixtureConfig(Validated):
     """Distance of each centre from the axes."""
     std: float = 0.3
     """Standard deviation of every component."""
+    ambient_dim: int = 2
+    """Dimension D of the points: the 2-D data embedded by a fixed random orthonormal map."""
 
     def validate(self) -> None:
         _check_positive(self, "scale", "std")
+        _check_ambient_dim(self)
 
 
 DatasetConfig = CatConfig | MoonConfig | SwissRollConfig | GaussianMixtureConfig
+
+# ----------------------------------------------------------------------------------------------
+# Sampling
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SamplerConfig(Validated):
+    """How to sample: the strategy's own reverse step or a solver of its ODE / SDE."""
+
+    sampler: SamplerName = "default"
+    """`default` (the strategy's own step), `ancestral` (DDPM), `ddim`, the ODE solvers `euler`,
+    `midpoint`, `heun`, `rk4`, `adaptive` (diffrax Tsit5), the SDE solver `euler-maruyama`, or
+    `pc` (predictor-corrector)."""
+    num_sampling_steps: int | None = None
+    """Steps of the sampler (default: the strategy's num-transport-steps)."""
+    eta: float = 0.0
+    """DDIM noise: 0 deterministic, 1 the ancestral DDPM posterior."""
+    rtol: float = 1e-3
+    """Relative tolerance of the adaptive solver."""
+    atol: float = 1e-3
+    """Absolute tolerance of the adaptive solver."""
+    corrector_steps: int = 1
+    """Langevin corrector steps after each predictor step (`pc`)."""
+    snr: float = 0.1
+    """Signal-to-noise ratio that sets the corrector's step size (`pc`)."""
+
+    def validate(self) -> None:
+        _check_choice(self, "sampler", typing.get_args(SamplerName))
+        if self.num_sampling_steps is not None:
+            _check_positive(self, "num_sampling_steps")
+        _check_unit_interval(self, "eta", closed_right=True)
+        _check_positive(self, "rtol", "atol", "snr")
+        _check_non_negative(self, "corrector_steps")
+
 
 # ----------------------------------------------------------------------------------------------
 # Training
@@ -307,6 +417,8 @@ _ALL_CONFIGS: dict[str, type] = {
     for cls in (
         DDPMStrategyConfig,
         FlowMatchingStrategyConfig,
+        ScoreMatchingStrategyConfig,
+        SamplerConfig,
         MLPConfig,
         ResNetConfig,
         CatConfig,
@@ -363,6 +475,8 @@ __all__ = [
     "OptimizerConfig",
     "Prediction",
     "ResNetConfig",
+    "SamplerConfig",
+    "ScoreMatchingStrategyConfig",
     "StrategyConfig",
     "SwissRollConfig",
     "TrainConfig",

@@ -22,6 +22,7 @@ def _(cfg: DDPMStrategyConfig) -> DDPMStrategy:
         schedule=VPLinearBetaSchedule(beta_min=cfg.beta_min, beta_max=cfg.beta_max),
         parameterization=PARAMETERIZATIONS[cfg.prediction],
         num_transport_steps=cfg.num_transport_steps,
+        loss_target=cfg.loss_target,
     )
 
 
@@ -31,6 +32,7 @@ def _(cfg: FlowMatchingStrategyConfig) -> FlowMatchingStrategy:
         schedule=LinearPath(),
         parameterization=PARAMETERIZATIONS[cfg.prediction],
         num_transport_steps=cfg.num_transport_steps,
+        loss_target=cfg.loss_target,
     )
 
 

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from jax_gen.parameterization import Parameterization, path_coefficients
+from jax_gen.parameterization import Parameterization, path_coefficients, velocity
 from jax_gen.sampling import integrate
 from jax_gen.schedules import Schedule
 
@@ -29,6 +29,8 @@ class Strategy(eqx.Module):
     schedule: eqx.AbstractVar[Schedule]
     parameterization: eqx.AbstractVar[Parameterization]
     num_transport_steps: eqx.AbstractVar[int]
+    loss_target: eqx.AbstractVar[str]
+    """``"prediction"``: regress the network's output; ``"v"``: regress the velocity it implies."""
 
     @abc.abstractmethod
     def sample_time(self, key: PRNGKeyArray) -> Float[Array, ""]:
@@ -49,25 +51,58 @@ class Strategy(eqx.Module):
     def forward(
         self, t: Float[Array, ""], x: Float[Array, " d"], key: PRNGKeyArray
     ) -> tuple[Float[Array, " d"], Float[Array, " d"]]:
-        """Noises a data point to time t: returns (z_t, the network's regression target).
+        """Noises a data point to time t: returns (z_t, the regression target).
 
         z_t = alpha(t) x + sigma(t) eps with eps ~ N(0, I); the target is x, eps or
-        v = alpha'(t) x + sigma'(t) eps according to the parameterization.
+        v = alpha'(t) x + sigma'(t) eps according to the parameterization (or v whatever the
+        parameterization when ``loss_target`` is ``"v"``).
         """
         eps = jax.random.normal(key, x.shape, x.dtype)
         c = path_coefficients(self.schedule, t)
         z = c.alpha * x + c.sigma * eps
+        if self.loss_target == "v":
+            return z, velocity(x, eps, c)
         return z, self.parameterization.target(x, eps, c)
 
     def loss_fn(self, model: Model, x: Float[Array, " d"], key: PRNGKeyArray) -> Scalar:
         """Squared error of the network's prediction at a random time, for one data point.
 
-        L = || model(t, z_t) - target ||^2 / d,  t ~ ``sample_time``, z_t, target ~ ``forward``.
+        L = || output(t, z_t) - target ||^2 / d with t ~ ``sample_time`` and z_t, target from
+        ``forward``; the output is model(t, z_t), or the velocity it implies when
+        ``loss_target`` is ``"v"`` (x-prediction with a v-loss, for instance).
         """
         time_key, noise_key = jax.random.split(key)
         t = self.sample_time(time_key)
         z, target = self.forward(t, x, noise_key)
-        return jnp.mean((model(t, z) - target) ** 2)
+        output = model(t, z)
+        if self.loss_target == "v":
+            output = self.parameterization.to_velocity(
+                output, z, path_coefficients(self.schedule, t)
+            )
+        return jnp.mean((output - target) ** 2)
+
+    def denoise(
+        self, model: Model, t: Float[Array, ""], z: Float[Array, " d"]
+    ) -> tuple[Float[Array, " d"], Float[Array, " d"]]:
+        """The network's estimates (E[x | z_t], E[eps | z_t]) at one point."""
+        return self.parameterization.to_x_eps(model(t, z), z, path_coefficients(self.schedule, t))
+
+    def velocity(
+        self, model: Model, t: Float[Array, ""], z: Float[Array, " d"]
+    ) -> Float[Array, " d"]:
+        """The probability-flow velocity E[dz/dt | z_t = z] = alpha' x_hat + sigma' eps_hat.
+
+        Integrating dz/dt = velocity from t=0 to t=1 carries the source onto the data for every
+        Gaussian-path strategy (flow matching's learned field, DDPM's probability-flow ODE).
+        """
+        return self.parameterization.to_velocity(
+            model(t, z), z, path_coefficients(self.schedule, t)
+        )
+
+    def score(self, model: Model, t: Float[Array, ""], z: Float[Array, " d"]) -> Float[Array, " d"]:
+        """The score grad log p_t(z) = -E[eps | z_t = z] / sigma(t)."""
+        _, eps_hat = self.denoise(model, t, z)
+        return -eps_hat / path_coefficients(self.schedule, t).sigma
 
     def sample_from_source_distribution(
         self, key: PRNGKeyArray, num_samples: int, data_dim: int

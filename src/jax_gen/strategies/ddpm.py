@@ -30,6 +30,7 @@ class DDPMStrategy(Strategy):
     schedule: VPLinearBetaSchedule
     parameterization: Parameterization
     num_transport_steps: int = eqx.field(static=True)
+    loss_target: str = eqx.field(static=True, default="prediction")
 
     def time_of_step(self, k: Int[Array, "*k"]) -> Float[Array, "*k"]:
         """t_k = (T - k) / T, computed the same way in training and on the sampling grid."""

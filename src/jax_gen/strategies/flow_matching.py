@@ -22,6 +22,7 @@ class FlowMatchingStrategy(Strategy):
     schedule: LinearPath
     parameterization: Parameterization
     num_transport_steps: int = eqx.field(static=True)
+    loss_target: str = eqx.field(static=True, default="prediction")
 
     def sample_time(self, key: PRNGKeyArray) -> Float[Array, ""]:
         return jax.random.uniform(key)
