@@ -338,7 +338,11 @@ def test_contradicting_architecture_flags(in_tmp, capsys, trained):
         ),
         (["train", "--log-interval", "0"], "log_interval=0"),
         (["generate", "--model-path", "m.eqx", "--num-samples", "0"], "--num-samples=0"),
-        (["generate", "--model-path", "m.eqx", "--num-steps", "0"], "--num-steps=0"),
+        (
+            ["generate", "--model-path", "m.eqx", "--num-sampling-steps", "0"],
+            "num_sampling_steps=0",
+        ),
+        (["animate", "--model-path", "m.eqx", "--sampler", "ddim", "--eta", "2"], "eta=2"),
         (["animate", "--model-path", "m.eqx", "--fps", "0"], "--fps=0"),
         (["animate", "--model-path", "m.eqx", "--num-samples", "-1"], "--num-samples=-1"),
         (["generate", "--model-path", "m.eqx", "--output-samples-path", "x.txt"], ".npy or .csv"),
@@ -423,3 +427,39 @@ def test_help_is_readable_and_entry_points_work():
         check=True,
     ).stdout
     assert "--num-samples" in out and "--output-samples-path" in out
+
+
+def test_generate_with_another_sampler_reports_its_nfe(in_tmp, capsys, trained):
+    code, out, err = run(
+        [
+            "generate",
+            "--model-path",
+            trained,
+            "--sampler",
+            "heun",
+            "--num-sampling-steps",
+            "3",
+            "--output-image-path",
+            in_tmp / "heun.png",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "heun sampler, NFE 6" in out + err
+    code, out, err = run(
+        [
+            "animate",
+            "--model-path",
+            trained,
+            "--sampler",
+            "ddim",
+            "--num-sampling-steps",
+            "4",
+            "--output-video-path",
+            in_tmp / "ddim.gif",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    with Image.open(in_tmp / "ddim.gif") as image:
+        assert image.n_frames == 5

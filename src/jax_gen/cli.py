@@ -32,6 +32,8 @@ from jax_gen.config import (
     MoonConfig,
     OptimizerConfig,
     ResNetConfig,
+    SamplerConfig,
+    ScoreMatchingStrategyConfig,
     SwissRollConfig,
     TrainConfig,
     deferred_validation,
@@ -41,6 +43,7 @@ from jax_gen.data import get_batch
 from jax_gen.files import atomic_output, check_output_path
 from jax_gen.metrics import distance_and_floor
 from jax_gen.models import create_model
+from jax_gen.samplers import sample
 from jax_gen.strategies import create_strategy
 from jax_gen.train import init_train_state, make_optimizer, train_chunks
 
@@ -48,6 +51,7 @@ from jax_gen.train import init_train_state, make_optimizer, train_chunks
 NAMES: dict[type, str] = {
     DDPMStrategyConfig: "ddpm",
     FlowMatchingStrategyConfig: "flow-matching",
+    ScoreMatchingStrategyConfig: "score-matching",
     MLPConfig: "mlp",
     ResNetConfig: "resnet",
     CatConfig: "cat",
@@ -65,7 +69,9 @@ def _union(classes: tuple[type, ...]) -> Any:
     return out
 
 
-StrategyChoice = _union((DDPMStrategyConfig, FlowMatchingStrategyConfig))
+StrategyChoice = _union(
+    (DDPMStrategyConfig, FlowMatchingStrategyConfig, ScoreMatchingStrategyConfig)
+)
 ModelChoice = _union((MLPConfig, ResNetConfig))
 DatasetChoice = _union((CatConfig, MoonConfig, SwissRollConfig, GaussianMixtureConfig))
 
@@ -123,8 +129,7 @@ class SamplingOptions:
     """Checkpoint written by `train`; it carries the strategy, model and dataset config."""
     seed: int = 0
     """Seed of the noise (same seed, same points)."""
-    num_steps: int | None = None
-    """Sampling steps (default: the checkpoint's --strategy.num-transport-steps)."""
+    sampler: Annotated[SamplerConfig, tyro.conf.arg(name="")] = SamplerConfig()
     use_ema: bool = True
     """Sample with the exponential moving average of the weights."""
     strategy: StrategyChoice | None = None
@@ -151,7 +156,6 @@ class GenerateCommand:
     def validate(self) -> None:
         """Raises ``ValueError`` naming the first invalid option."""
         _positive(self, "num_samples")
-        _positive(self.sampling, "num_steps")
         path = self.output_samples_path
         if path is not None and path.suffix.lower() not in (".npy", ".csv"):
             raise ValueError(f"--output-samples-path {path} must end in .npy or .csv")
@@ -175,7 +179,6 @@ class AnimateCommand:
     def validate(self) -> None:
         """Raises ``ValueError`` naming the first invalid option."""
         _positive(self, "num_samples", "fps")
-        _positive(self.sampling, "num_steps")
         if self.max_frames < 2:
             raise ValueError(f"--max-frames={self.max_frames!r} must be at least 2")
 
@@ -245,6 +248,12 @@ def quality_line(distance: float, floor: float) -> str:
         f"sliced W2 to fresh data {distance:.3f} "
         f"(noise floor {floor:.3f}, ratio {distance / floor:.2f})"
     )
+
+
+def describe_sampling(cfg: ExperimentConfig, sampler: SamplerConfig, nfe: int) -> str:
+    s = cfg.strategy
+    name = "" if sampler.sampler == "default" else f", {sampler.sampler} sampler"
+    return f"{NAMES[type(s)]}, {s.prediction}-prediction{name}, NFE {nfe}"
 
 
 def describe(cfg: ExperimentConfig) -> str:
@@ -393,16 +402,13 @@ def load_for_sampling(options: SamplingOptions):
     check_agrees(options.strategy, None, cfg.strategy, "strategy", ignore=("num_transport_steps",))
     check_agrees(options.model, None, cfg.model, "model")
     check_agrees(options.dataset, None, cfg.dataset, "dataset")
-    num_steps = options.num_steps
-    if num_steps is None and options.strategy is not None:
-        if options.strategy.num_transport_steps != type(options.strategy)().num_transport_steps:
-            num_steps = options.strategy.num_transport_steps
-    if num_steps is not None:
-        cfg = dataclasses.replace(
-            cfg, strategy=dataclasses.replace(cfg.strategy, num_transport_steps=num_steps)
-        )
+    sampler = options.sampler
+    if sampler.num_sampling_steps is None and options.strategy is not None:
+        steps = options.strategy.num_transport_steps
+        if steps != type(options.strategy)().num_transport_steps:
+            sampler = dataclasses.replace(sampler, num_sampling_steps=steps)
     model = saved.state.ema_model if options.use_ema else saved.state.model
-    return cfg, create_strategy(cfg.strategy), model, saved.data_dim
+    return cfg, create_strategy(cfg.strategy), model, saved.data_dim, sampler
 
 
 def run_generate(cmd: GenerateCommand) -> None:
@@ -411,18 +417,17 @@ def run_generate(cmd: GenerateCommand) -> None:
     check_output_path(image_path, "--output-image-path")
     if cmd.output_samples_path is not None:
         check_output_path(cmd.output_samples_path, "--output-samples-path")
-    cfg, strategy, model, data_dim = load_for_sampling(options)
+    cfg, strategy, model, data_dim, sampler = load_for_sampling(options)
     check_dataset(cfg.dataset)
 
     sample_key, data_key = jax.random.split(jax.random.key(options.seed))
     start = time.perf_counter()
-    samples, trajectory = strategy.sample_from_target_distribution(
-        model, sample_key, cmd.num_samples, data_dim
-    )
-    samples = np.asarray(samples)
+    result = sample(strategy, model, sample_key, cmd.num_samples, data_dim, sampler)
+    samples, trajectory = np.asarray(result.samples), result.trajectory
     elapsed = time.perf_counter() - start
+    title = describe_sampling(cfg, sampler, int(result.nfe))
     data = np.asarray(get_batch(data_key, cfg.dataset, cmd.num_samples))
-    visualize.save_samples_png(image_path, samples, data, title=describe(cfg))
+    visualize.save_samples_png(image_path, samples, data, title=title)
     if cmd.output_samples_path is not None:
         with atomic_output(cmd.output_samples_path) as tmp:
             if cmd.output_samples_path.suffix.lower() == ".npy":
@@ -436,7 +441,7 @@ def run_generate(cmd: GenerateCommand) -> None:
         rerun[0].log_trajectory(np.asarray(trajectory))
         rerun[0].close()
 
-    say(f"generated {cmd.num_samples} points with {describe(cfg)} in {elapsed:.2f} s")
+    say(f"generated {cmd.num_samples} points with {title} in {elapsed:.2f} s")
     say(quality_line(distance, floor))
     say(f"samples plot {image_path}")
     if cmd.output_samples_path is not None:
@@ -449,21 +454,20 @@ def run_animate(cmd: AnimateCommand) -> None:
     options = cmd.sampling
     video_path = cmd.output_video_path or beside(options.model_path, ".gif")
     check_output_path(video_path, "--output-video-path")
-    cfg, strategy, model, data_dim = load_for_sampling(options)
+    cfg, strategy, model, data_dim, sampler = load_for_sampling(options)
 
     sample_key, _ = jax.random.split(jax.random.key(options.seed))
-    _, trajectory = strategy.sample_from_target_distribution(
-        model, sample_key, cmd.num_samples, data_dim
-    )
-    trajectory = np.asarray(trajectory)
+    result = sample(strategy, model, sample_key, cmd.num_samples, data_dim, sampler)
+    trajectory = np.asarray(result.trajectory)
+    title = describe_sampling(cfg, sampler, int(result.nfe))
     frames = visualize.save_trajectory_gif(
-        video_path, trajectory, fps=cmd.fps, max_frames=cmd.max_frames, title=describe(cfg)
+        video_path, trajectory, fps=cmd.fps, max_frames=cmd.max_frames, title=title
     )
     rerun = open_rerun(cmd.rerun, options.model_path, "animate")
     if rerun:
         rerun[0].log_trajectory(trajectory)
         rerun[0].close()
-    say(f"animated {trajectory.shape[0] - 1} steps of {describe(cfg)} in {frames} frames")
+    say(f"animated {trajectory.shape[0] - 1} steps of {title} in {frames} frames")
     say(f"animation    {video_path}")
     if rerun:
         say(f"rerun        {rerun[1]}")
