@@ -6,10 +6,22 @@ import jax.numpy as jnp
 
 from jax_gen.config import DDPMStrategyConfig, FlowMatchingStrategyConfig
 from jax_gen.parameterization import path_coefficients
-from jax_gen.schedules import LinearPath, VPLinearBetaSchedule
+from jax_gen.schedules import (
+    CosinePath,
+    LinearPath,
+    VPCosineSchedule,
+    VPLinearBetaSchedule,
+    VPSigmoidSchedule,
+)
 
 PREDICTIONS = ("eps", "x", "v")
-SCHEDULES = {"linear": LinearPath(), "vp": VPLinearBetaSchedule()}
+SCHEDULES = {
+    "linear": LinearPath(),
+    "vp": VPLinearBetaSchedule(),
+    "vp-cosine": VPCosineSchedule(),
+    "vp-sigmoid": VPSigmoidSchedule(),
+    "cosine": CosinePath(),
+}
 
 
 def strategy_configs(ddpm_steps: int = 100, flow_steps: int = 50):

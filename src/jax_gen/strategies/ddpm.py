@@ -6,12 +6,16 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from jax_gen.parameterization import Parameterization, path_coefficients
-from jax_gen.schedules import VPLinearBetaSchedule
+from jax_gen.schedules import VPSchedule
 from jax_gen.strategies.base import Model, Strategy
 
 
 class DDPMStrategy(Strategy):
-    """Denoising diffusion with T steps on the path of :class:`VPLinearBetaSchedule`.
+    """Denoising diffusion with T steps on any variance-preserving path (:class:`VPSchedule`).
+
+    The schedule (linear, cosine, sigmoid, ...) only enters through log abar(t), so the chain
+    has the betas beta_k = 1 - abar(t_k) / abar(t_{k-1}), all in (0, 1) for every T, and ends
+    at the schedule's abar(0), close to pure noise.
 
     Noise level k in {0, ..., T} (k = 0 data, k = T noise) sits at time t_k = (T - k) / T, the
     one time convention of the library. Training draws k uniformly from {1, ..., T}; sampling
@@ -27,7 +31,7 @@ class DDPMStrategy(Strategy):
     Reference: Ho et al., "Denoising Diffusion Probabilistic Models" (2020), eqs. 6-7.
     """
 
-    schedule: VPLinearBetaSchedule
+    schedule: VPSchedule
     parameterization: Parameterization
     num_transport_steps: int = eqx.field(static=True)
     loss_target: str = eqx.field(static=True, default="prediction")
