@@ -13,9 +13,9 @@ class FlowMatchingStrategy(Strategy):
     """Conditional flow matching: regress the velocity of z_t = alpha(t) x + sigma(t) eps.
 
     The path is the linear one z_t = t x + (1 - t) eps (``LinearPath``, v = x - eps) or the
-    variance-preserving ``CosinePath``. Training draws t ~ U[0, 1]. Sampling integrates dz/dt = v(t, z) from t = 0 (noise) to
-    t = 1 (data) with N Euler steps z <- z + v / N, the velocity obtained from the network's
-    x, eps or v prediction through the parameterization.
+    variance-preserving ``CosinePath``. Training draws t ~ U[0, 1]. Sampling integrates
+    dz/dt = v(t, z) from t = 0 (noise) to t = 1 (data) with N Euler steps z <- z + v / N, the
+    velocity obtained from the network's x, eps or v prediction through the parameterization.
 
     Reference: Lipman et al., "Flow Matching for Generative Modeling" (2023).
     """
