@@ -1,0 +1,403 @@
+"""Sample quality versus the number of network evaluations (NFE), for every sampler.
+
+For every dataset and strategy, trains the default recipe once (cached as a checkpoint under
+``--checkpoint-dir`` and reused while its config matches), then, with the EMA weights, samples
+with every sampler of ``jax_gen.samplers`` at every NFE budget it can hit exactly
+(``nfe_schedule``: RK4 spends 4 evaluations per step, so it cannot hit 1 or 2) and reports the
+sliced W2 to fresh data divided by its noise floor (1.0 is as good as it gets). ``ddim`` is
+deterministic (eta = 0), ``ancestral`` is DDIM with eta = 1; ``adaptive`` (Tsit5) picks its own
+steps, so it runs at rtol = atol in ``--tolerances`` and is reported at the NFE it used. Cells
+are ``nan`` where a sampler produced NaN or Inf, ``-`` where the budget is out of reach.
+
+Every cell of a (dataset, strategy) pair draws its source with the same key and measures with
+the same fresh data, so the rows differ only by the sampler (common random numbers), and the
+floor is the same across the table.
+
+    uv run scripts/benchmark_nfe.py     # writes outputs/benchmark_nfe.md and .png
+    uv run scripts/benchmark_nfe.py --datasets moon --strategies flow-matching --nfe 1 2 4 8
+"""
+
+import argparse
+import dataclasses
+import math
+import shlex
+import sys
+import time
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
+
+from jax_gen import checkpoint
+from jax_gen import config as jg_config
+from jax_gen.config import (
+    CatConfig,
+    DDPMStrategyConfig,
+    ExperimentConfig,
+    FlowMatchingStrategyConfig,
+    GaussianMixtureConfig,
+    MLPConfig,
+    MoonConfig,
+    OptimizerConfig,
+    SamplerConfig,
+    SwissRollConfig,
+    TrainConfig,
+)
+from jax_gen.data import get_batch
+from jax_gen.metrics import distance_and_floor
+from jax_gen.models import create_model
+from jax_gen.samplers import nfe_schedule, sample
+from jax_gen.strategies import create_strategy
+from jax_gen.train import init_train_state, make_optimizer, train_chunks
+
+DATASETS = {
+    "cat": CatConfig(),
+    "moon": MoonConfig(),
+    "swiss-roll": SwissRollConfig(),
+    "gaussian-mixture": GaussianMixtureConfig(),
+}
+STRATEGIES = {"ddpm": DDPMStrategyConfig(), "flow-matching": FlowMatchingStrategyConfig()}
+if hasattr(jg_config, "ScoreMatchingStrategyConfig"):  # being added; optional until it lands
+    STRATEGIES["score-matching"] = jg_config.ScoreMatchingStrategyConfig()
+SAMPLERS = typing.get_args(jg_config.SamplerName)
+NFE_BUDGETS = (1, 2, 4, 8, 16, 32, 64)
+TOLERANCES = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
+DATA_DIM = 2
+REPEATS = 3
+
+# One compiled data sampler per (dataset, size): distance_and_floor draws 2 * REPEATS batches.
+draw_batch = jax.jit(get_batch, static_argnums=(1, 2))
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One measurement: a sampler at one NFE (``ratio`` is NaN if the samples were not finite)."""
+
+    sampler: str
+    nfe: int
+    ratio: float
+    rtol: float | None = None
+    """The adaptive solver's rtol = atol; ``None`` for fixed-step samplers."""
+
+
+@dataclasses.dataclass
+class Panel:
+    """Everything measured for one (dataset, strategy) pair."""
+
+    dataset: str
+    strategy: str
+    floor: float = math.nan
+    points: list[Point] = dataclasses.field(default_factory=list)
+
+
+def sampler_config(name: str, steps: int | None = None, tol: float | None = None) -> SamplerConfig:
+    """The sampler ``name`` at ``steps`` steps: DDIM deterministic; adaptive at rtol = atol."""
+    if name == "adaptive":
+        return SamplerConfig(sampler=name, rtol=tol, atol=tol)
+    return SamplerConfig(sampler=name, num_sampling_steps=steps, eta=0.0)
+
+
+def load_or_train(
+    path: Path, cfg: ExperimentConfig, retrain: bool
+) -> tuple[object, str, float | None]:
+    """The EMA model of ``cfg``: from the checkpoint at ``path`` if it matches, else trained.
+
+    A checkpoint matches when its whole config (strategy, model, dataset, optimizer, training
+    including the seed, which fixes every key of training) and its step count agree.
+
+    Returns:
+        The EMA model, ``"cached"`` or ``"trained"``, and the training time in seconds (``None``
+        if cached).
+    """
+    if not retrain and path.exists():
+        try:
+            saved = checkpoint.load(path)
+        except checkpoint.CheckpointError as err:
+            print(f"  ignoring {path}: {err}", file=sys.stderr)
+        else:
+            if (
+                saved.config == cfg
+                and saved.data_dim == DATA_DIM
+                and saved.step == cfg.train.train_steps
+            ):
+                return saved.state.ema_model, "cached", None
+            print(f"  {path} has another config: retraining", file=sys.stderr)
+
+    # The keys of the command line's `train` (jax_gen.cli), so its checkpoints agree with ours.
+    init_key, train_key, _ = jax.random.split(jax.random.key(cfg.train.seed), 3)
+    strategy = create_strategy(cfg.strategy)
+    optimizer = make_optimizer(cfg.optimizer, cfg.train.train_steps)
+    state = init_train_state(create_model(cfg.model, init_key, DATA_DIM), optimizer)
+    start = time.perf_counter()
+    losses = []
+    # train() returns only the models; the loop it wraps also gives the optimizer state, which
+    # a checkpoint stores.
+    for chunk in train_chunks(
+        state,
+        train_key,
+        strategy=strategy,
+        optimizer=optimizer,
+        dataset=cfg.dataset,
+        train_cfg=cfg.train,
+    ):
+        state = chunk.state
+        losses.append(chunk.losses)
+    losses = np.concatenate([np.asarray(chunk_losses) for chunk_losses in losses])
+    seconds = time.perf_counter() - start
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(path, cfg, state, losses, DATA_DIM)
+    return state.ema_model, "trained", seconds
+
+
+def measure(strategy, model, sampler_cfg, dataset_cfg, num_samples, sample_key, eval_key):
+    """(ratio of sliced W2 to its floor, floor, NFE); the ratio is NaN for non-finite samples."""
+    try:
+        result = sample(strategy, model, sample_key, num_samples, DATA_DIM, sampler_cfg)
+        samples = np.asarray(result.samples)
+    except RuntimeError as err:  # diffrax raises on non-finite states or too many steps
+        print(f"  {sampler_cfg.sampler} failed: {str(err).splitlines()[0]}", file=sys.stderr)
+        return math.nan, math.nan, -1
+    nfe = int(result.nfe)
+    distance, floor = distance_and_floor(
+        samples if np.isfinite(samples).all() else np.zeros_like(samples),
+        lambda k, n: draw_batch(k, dataset_cfg, n),
+        eval_key,
+        REPEATS,
+    )
+    if not np.isfinite(samples).all():
+        return math.nan, floor, nfe
+    return distance / floor, floor, nfe
+
+
+def format_ratio(ratio: float) -> str:
+    return "nan" if not math.isfinite(ratio) else f"{ratio:.2f}"
+
+
+def nearest_budget(nfe: int, budgets: Sequence[int]) -> int:
+    """The budget closest to ``nfe`` on a log scale (where the adaptive solver's pairs go)."""
+    return min(budgets, key=lambda b: abs(math.log2(max(nfe, 1)) - math.log2(b)))
+
+
+def table_row(sampler: str, points: Sequence[Point], budgets: Sequence[int]) -> str:
+    """A markdown row: the ratio at each budget; adaptive's ratio@NFE pairs at the nearest one."""
+    cells: dict[int, list[str]] = {b: [] for b in budgets}
+    for p in points:
+        if p.rtol is None:
+            cells[p.nfe].append(format_ratio(p.ratio))
+        else:
+            at = "?" if p.nfe < 0 else str(p.nfe)
+            cells[nearest_budget(p.nfe, budgets)].append(f"{format_ratio(p.ratio)}@{at}")
+    return f"| {sampler} | " + " | ".join("; ".join(cells[b]) or "-" for b in budgets) + " |"
+
+
+def run_panel(
+    dataset: str,
+    strategy_name: str,
+    model,
+    strategy,
+    args: argparse.Namespace,
+    sample_key,
+    eval_key,
+) -> tuple[Panel, list[str]]:
+    """Measures every sampler at every budget; prints each row as soon as it is complete."""
+    panel = Panel(dataset, strategy_name)
+    lines = [
+        "| sampler | " + " | ".join(f"NFE {b}" for b in args.nfe) + " |",
+        "|---|" + "---|" * len(args.nfe),
+    ]
+    print("\n".join(lines), flush=True)
+    dataset_cfg = DATASETS[dataset]
+    for name in args.samplers:
+        if name == "adaptive":
+            configs = [(None, sampler_config(name, tol=tol), tol) for tol in args.tolerances]
+        else:
+            schedule = nfe_schedule(strategy, sampler_config(name), args.nfe)
+            configs = [(nfe, sampler_config(name, steps), None) for nfe, steps in schedule.items()]
+        points = []
+        for budget, cfg, tol in configs:
+            ratio, floor, nfe = measure(
+                strategy, model, cfg, dataset_cfg, args.num_samples, sample_key, eval_key
+            )
+            if budget is not None:
+                if nfe >= 0 and nfe != budget:
+                    raise AssertionError(f"{name} at {cfg.num_sampling_steps} steps used {nfe=}")
+                nfe = budget
+            panel.floor = floor if math.isfinite(floor) else panel.floor
+            points.append(Point(name, nfe, ratio, tol))
+        panel.points += points
+        lines.append(table_row(name, points, args.nfe))
+        print(lines[-1], flush=True)
+    adaptive = [p for p in panel.points if p.rtol is not None]
+    if adaptive:
+        pairs = ", ".join(f"{p.rtol:g}: {format_ratio(p.ratio)}@{p.nfe}" for p in adaptive)
+        lines += ["", f"adaptive (Tsit5, rtol = atol: ratio@NFE): {pairs}"]
+        print(lines[-2] + "\n" + lines[-1], flush=True)
+    return panel, lines
+
+
+def plot(panels: Sequence[Panel], datasets, strategies, samplers, budgets, path: Path) -> None:
+    """Rows datasets, columns strategies: ratio vs NFE (log2 axes), one line per sampler."""
+    by_key = {(p.dataset, p.strategy): p for p in panels}
+    rows, cols = len(datasets), len(strategies)
+    fig = Figure(figsize=(4.2 * cols + 1.6, 3.2 * rows), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
+    styles = {name: (f"C{i % 10}", "os^vD<>ph*"[i % 10]) for i, name in enumerate(samplers)}
+    # Powers of two up to the largest NFE measured (adaptive may go past the largest budget).
+    largest = max([p.nfe for panel in panels for p in panel.points] + list(budgets))
+    ticks = [2**k for k in range(math.ceil(math.log2(largest)) + 1)]
+    for i, dataset in enumerate(datasets):
+        for j, strategy in enumerate(strategies):
+            ax = axes[i, j]
+            panel = by_key.get((dataset, strategy))
+            for name in samplers:
+                points = sorted(
+                    (p for p in (panel.points if panel else []) if p.sampler == name and p.nfe > 0),
+                    key=lambda p: p.nfe,
+                )
+                if not points:
+                    continue
+                color, marker = styles[name]
+                ax.plot(
+                    [p.nfe for p in points],
+                    [p.ratio for p in points],  # NaN breaks the line
+                    color=color,
+                    marker=marker,
+                    markersize=4,
+                    linewidth=1.2,
+                    linestyle=":" if name == "adaptive" else "-",
+                    label=name,
+                )
+            ax.axhline(1.0, color="k", linestyle="--", linewidth=1)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.grid(True, which="major", alpha=0.3)
+            if i == 0:
+                ax.set_title(strategy, fontsize=11)
+            if j == 0:
+                ax.set_ylabel(f"{dataset}\nsliced W2 / floor", fontsize=10)
+            if i == rows - 1:
+                ax.set_xlabel("NFE")
+    handles, labels = {}, {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+            labels.setdefault(label, label)
+    if handles:
+        fig.legend(list(handles.values()), list(labels), loc="outside right upper", fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument(
+        "--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES)
+    )
+    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    parser.add_argument("--nfe", type=int, nargs="+", default=list(NFE_BUDGETS))
+    parser.add_argument(
+        "--tolerances",
+        type=float,
+        nargs="+",
+        default=list(TOLERANCES),
+        help="rtol = atol of the adaptive solver",
+    )
+    parser.add_argument("--train-steps", type=int, default=TrainConfig().train_steps)
+    parser.add_argument("--hidden-dim", type=int, default=MLPConfig().hidden_dim)
+    parser.add_argument("--depth", type=int, default=MLPConfig().depth)
+    parser.add_argument("--num-samples", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0, help="seed of training and sampling")
+    parser.add_argument("--retrain", action="store_true", help="ignore cached checkpoints")
+    parser.add_argument("--checkpoint-dir", type=Path, default=Path("outputs/benchmark_nfe"))
+    parser.add_argument("--output", type=Path, default=Path("outputs/benchmark_nfe.md"))
+    parser.add_argument("--figure", type=Path, default=Path("outputs/benchmark_nfe.png"))
+    args = parser.parse_args(argv)
+    if any(n < 1 for n in args.nfe):
+        parser.error(f"--nfe {args.nfe}: every budget must be >= 1")
+    args.nfe = sorted(set(args.nfe))
+    if any(not tol > 0 for tol in args.tolerances):
+        parser.error(f"--tolerances {args.tolerances}: must be positive")
+    for flag in ("train_steps", "hidden_dim", "depth", "num_samples"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')}={getattr(args, flag)}: must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> list[Panel]:
+    """Trains (or loads) every model, measures every sampler, writes the tables and the figure."""
+    args = parse_args(argv)
+    command = shlex.join(["scripts/benchmark_nfe.py", *(sys.argv[1:] if argv is None else argv)])
+    model_cfg = MLPConfig(hidden_dim=args.hidden_dim, depth=args.depth)
+    train_cfg = dataclasses.replace(TrainConfig(), train_steps=args.train_steps, seed=args.seed)
+    # Training keys come from train_cfg.seed (stored in the checkpoint); these are sampling's.
+    sample_key, eval_key = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 1))
+    lines = [
+        f"`{command}`: default recipe ({train_cfg.train_steps} train steps, batch "
+        f"{train_cfg.batch_size}, MLP {model_cfg.hidden_dim}x{model_cfg.depth}, seed "
+        f"{args.seed}, EMA samples); {args.num_samples} samples per cell; cells are sliced W2 "
+        f"to fresh data / its floor (two fresh draws), mean over {REPEATS} draws; `-` budget "
+        "out of reach, `nan` non-finite samples; adaptive shows ratio@NFE at the nearest "
+        "budget column.",
+    ]
+    print(lines[0], flush=True)
+    panels = []
+    start = time.perf_counter()
+    # Datasets outer: the tables come out in order. The samplers' compiled code is cached per
+    # (strategy, sampler config, n), not per dataset, so only the first dataset compiles.
+    for dataset in args.datasets:
+        for strategy_name in args.strategies:
+            strategy_cfg = STRATEGIES[strategy_name]
+            cfg = ExperimentConfig(
+                strategy_cfg, model_cfg, DATASETS[dataset], OptimizerConfig(), train_cfg
+            )
+            path = args.checkpoint_dir / f"{dataset}_{strategy_name}.eqx"
+            model, status, train_seconds = load_or_train(path, cfg, args.retrain)
+            how = f"trained in {train_seconds:.0f} s" if train_seconds is not None else "cached"
+            panel_start = time.perf_counter()
+            header = [
+                "",
+                f"### {dataset} / {strategy_name} ({strategy_cfg.prediction}-prediction, "
+                f"{strategy_cfg.num_transport_steps} transport steps; {how}: {path})",
+                "",
+            ]
+            print("\n".join(header), flush=True)
+            panel, table = run_panel(
+                dataset,
+                strategy_name,
+                model,
+                create_strategy(strategy_cfg),
+                args,
+                sample_key,
+                eval_key,
+            )
+            footer = [
+                "",
+                f"floor {panel.floor:.3f}; sampling {time.perf_counter() - panel_start:.0f} s",
+            ]
+            print("\n".join(footer), flush=True)
+            lines += header + table + footer
+            panels.append(panel)
+    total = time.perf_counter() - start
+    lines += ["", f"Wall time {total:.0f} s."]
+    print(lines[-1], flush=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(lines) + "\n")
+    plot(panels, args.datasets, args.strategies, args.samplers, args.nfe, args.figure)
+    print(f"wrote {args.output} and {args.figure}")
+    return panels
+
+
+if __name__ == "__main__":
+    main()

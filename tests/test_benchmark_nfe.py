@@ -1,0 +1,90 @@
+"""scripts/benchmark_nfe.py runs end to end at a tiny size and writes its table and figure."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jax_gen.config import ExperimentConfig, FlowMatchingStrategyConfig, MLPConfig, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "benchmark_nfe.py"
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    spec = importlib.util.spec_from_file_location("benchmark_nfe", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """Sampler name -> its cells, for the rows of every table in the markdown."""
+    rows = {}
+    for line in text.splitlines():
+        fields = [f.strip() for f in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and fields[0] != "sampler":
+            rows[fields[0]] = fields[1:]
+    return rows
+
+
+def test_tiny_run_writes_a_table_per_sampler_and_a_figure(benchmark, tmp_path, capsys):
+    table, figure = tmp_path / "nfe.md", tmp_path / "nfe.png"
+    # Tiny and fast: the point is that every sampler runs and is measured, not its quality.
+    argv = ["--datasets", "moon", "--strategies", "flow-matching", "--train-steps", "30"]
+    argv += ["--nfe", "1", "2", "4", "--num-samples", "64", "--hidden-dim", "16", "--depth", "2"]
+    argv += ["--tolerances", "0.1", "--checkpoint-dir", str(tmp_path / "ckpt")]
+    argv += ["--output", str(table), "--figure", str(figure)]
+    panels = benchmark.main(argv)
+
+    assert [(p.dataset, p.strategy) for p in panels] == [("moon", "flow-matching")]
+    assert (tmp_path / "ckpt" / "moon_flow-matching.eqx").exists()
+    text = table.read_text()
+    assert text.startswith("`scripts/benchmark_nfe.py --datasets moon")
+    rows = table_rows(text)
+    assert set(rows) == set(benchmark.SAMPLERS)
+    assert all(len(cells) == 3 for cells in rows.values())
+    euler_at_4 = float(rows["euler"][2])
+    assert math.isfinite(euler_at_4) and euler_at_4 > 0
+    assert rows["rk4"][:2] == ["-", "-"]  # four evaluations per step: 1 and 2 are out of reach
+    (adaptive,) = [cell for cell in rows["adaptive"] if cell != "-"]
+    ratio, nfe = adaptive.split("@")
+    assert math.isfinite(float(ratio)) and int(nfe) >= 7  # Tsit5: at least one step of 6 + 1
+    out = capsys.readouterr().out
+    assert all(line in out for line in text.splitlines() if line.startswith("| "))
+
+    with Image.open(figure) as image:
+        image.load()
+        assert image.format == "PNG"
+        pixels = np.asarray(image.convert("L"))
+    assert pixels.min() < 128  # something is drawn
+
+
+def test_cached_checkpoint_is_reused_only_while_its_config_matches(benchmark, tmp_path):
+    path = tmp_path / "moon_flow-matching.eqx"
+    cfg = ExperimentConfig(
+        strategy=FlowMatchingStrategyConfig(),
+        model=MLPConfig(hidden_dim=8, depth=1),
+        dataset=benchmark.DATASETS["moon"],
+        train=TrainConfig(train_steps=5),
+    )
+    _, status, _ = benchmark.load_or_train(path, cfg, retrain=False)
+    assert status == "trained"
+    assert benchmark.load_or_train(path, cfg, retrain=False)[1] == "cached"
+    assert benchmark.load_or_train(path, cfg, retrain=True)[1] == "trained"
+    other = ExperimentConfig(
+        strategy=cfg.strategy,
+        model=cfg.model,
+        dataset=cfg.dataset,
+        train=TrainConfig(train_steps=5, seed=1),
+    )
+    assert benchmark.load_or_train(path, other, retrain=False)[1] == "trained"
+
+
+def test_rejects_bad_budgets(benchmark):
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--nfe", "0"])
