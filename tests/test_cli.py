@@ -63,10 +63,17 @@ def in_tmp(tmp_path, monkeypatch):
 STRATEGIES = [
     ("strategy:ddpm", "--strategy.num-transport-steps", "10"),
     ("strategy:flow-matching", "--strategy.num-transport-steps", "8", "--strategy.prediction", "x"),
+    (
+        "strategy:score-matching",
+        "--strategy.num-transport-steps",
+        "6",
+        "--strategy.langevin-steps",
+        "3",
+    ),
 ]
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES, ids=["ddpm", "flow-matching"])
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=["ddpm", "flow-matching", "score-matching"])
 def test_train_generate_animate_end_to_end(in_tmp, capsys, strategy):
     path, log = train(in_tmp, capsys, strategy=strategy)
     for suffix in (".eqx", ".loss.png", ".samples.png"):
@@ -463,3 +470,45 @@ def test_generate_with_another_sampler_reports_its_nfe(in_tmp, capsys, trained):
     assert code == 0, err
     with Image.open(in_tmp / "ddim.gif") as image:
         assert image.n_frames == 5
+
+
+def test_ambient_dimension_end_to_end(in_tmp, capsys):
+    path = in_tmp / "roll8.eqx"
+    code, _, err = run(
+        [
+            "train",
+            "strategy:flow-matching",
+            "--strategy.num-transport-steps",
+            "5",
+            *TINY,
+            "dataset:swiss-roll",
+            "--dataset.ambient-dim",
+            "8",
+            *FAST,
+            "--model-path",
+            path,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert checkpoint.load(path).data_dim == 8
+    code, _, err = run(
+        [
+            "generate",
+            "--model-path",
+            path,
+            "--num-samples",
+            "50",
+            "--output-samples-path",
+            in_tmp / "p.npy",
+            "--output-image-path",
+            in_tmp / "p.png",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert np.load(in_tmp / "p.npy").shape == (50, 8)
+    code, _, err = run(
+        ["animate", "--model-path", path, "--output-video-path", in_tmp / "p.gif"], capsys
+    )
+    assert code == 0, err

@@ -16,7 +16,7 @@ from PIL import Image
 from sklearn.datasets import make_moons, make_swiss_roll
 
 from jax_gen.config import CatConfig, GaussianMixtureConfig, MoonConfig, SwissRollConfig
-from jax_gen.data import cat_image_path, get_batch
+from jax_gen.data import cat_image_path, data_dim, from_plane, get_batch, projection, to_plane
 
 DATASETS = [CatConfig(), MoonConfig(), SwissRollConfig(), GaussianMixtureConfig()]
 IDS = [type(cfg).__name__ for cfg in DATASETS]
@@ -310,3 +310,118 @@ def test_cat_unreadable_image_raises_value_error(tmp_path):
     path.write_bytes(b"this is not a png")
     with pytest.raises(ValueError, match="garbage.png"):
         get_batch(jax.random.key(0), CatConfig(image_path=str(path)), 8)
+
+
+# ----------------------------------------------------------------------------------------------
+# Ambient dimension: the 2-D data embedded in a fixed plane of R^D
+# ----------------------------------------------------------------------------------------------
+
+AMBIENT_DIMS = [2, 3, 8, 128, 512]
+
+
+@pytest.mark.parametrize("dim", AMBIENT_DIMS)
+def test_projection_has_orthonormal_columns_and_is_deterministic(dim):
+    cfg = SwissRollConfig(ambient_dim=dim)
+    p = projection(cfg)
+    assert p.shape == (dim, 2)
+    assert p.dtype == np.float32
+    np.testing.assert_allclose(p.T.astype(np.float64) @ p, np.eye(2), atol=1e-6)
+    # Same D, same plane, whatever the dataset; and the caller's copy is its own.
+    np.testing.assert_array_equal(p, projection(MoonConfig(ambient_dim=dim)))
+    p[:] = 0.0
+    np.testing.assert_allclose(projection(cfg).T @ projection(cfg), np.eye(2), atol=1e-6)
+    assert data_dim(cfg) == dim
+
+
+def test_projection_of_two_dims_is_the_identity_and_planes_differ_across_dims():
+    np.testing.assert_array_equal(projection(MoonConfig()), np.eye(2, dtype=np.float32))
+    # Not a coordinate plane: the embedding mixes every coordinate.
+    p = projection(MoonConfig(ambient_dim=8))
+    assert np.all(np.abs(p) > 0)
+    assert not np.allclose(projection(MoonConfig(ambient_dim=3))[:2], p[:2])
+
+
+@pytest.mark.parametrize("dim", [3, 8, 128])
+@pytest.mark.parametrize("cfg", DATASETS, ids=IDS)
+def test_embedded_batch_lies_in_the_plane_and_projects_back_to_the_2d_batch(cfg, dim):
+    embedded_cfg = dataclasses.replace(cfg, ambient_dim=dim)
+    x = batch(jax.random.key(5), embedded_cfg, 500)
+    assert x.shape == (500, dim)
+    assert x.dtype == jnp.float32
+    p = projection(embedded_cfg).astype(np.float64)
+    x64 = np.asarray(x, dtype=np.float64)
+    off_plane = x64 - x64 @ p @ p.T
+    assert np.max(np.linalg.norm(off_plane, axis=1)) < 1e-5
+    flat = batch(jax.random.key(5), cfg, 500)
+    np.testing.assert_allclose(to_plane(x, embedded_cfg), flat, atol=1e-5)
+    np.testing.assert_allclose(from_plane(flat, embedded_cfg), x, atol=1e-6)
+
+
+@pytest.mark.parametrize("cfg", DATASETS, ids=IDS)
+def test_two_dims_is_bitwise_the_plain_batch(cfg):
+    key = jax.random.key(2)
+    x = batch(key, cfg, 256)
+    np.testing.assert_array_equal(to_plane(x, cfg), x)
+    np.testing.assert_array_equal(from_plane(x, cfg), x)
+    np.testing.assert_array_equal(batch(key, dataclasses.replace(cfg, ambient_dim=2), 256), x)
+
+
+def test_embedded_batch_inside_jitted_scan():
+    cfg = SwissRollConfig(ambient_dim=32)
+    keys = jax.random.split(jax.random.key(0), 4)
+
+    @jax.jit
+    def draw_all(keys):
+        return jax.lax.scan(lambda carry, key: (carry, get_batch(key, cfg, 128)), None, keys)[1]
+
+    assert "callback" not in str(jax.make_jaxpr(draw_all)(keys))
+    batches = np.asarray(draw_all(keys))
+    assert batches.shape == (4, 128, 32)
+    for key, scanned in zip(keys, batches, strict=True):
+        np.testing.assert_allclose(scanned, get_batch(key, cfg, 128), atol=1e-5)
+    to_plane_jit = jax.jit(to_plane, static_argnums=1)
+    np.testing.assert_allclose(to_plane_jit(batches[0], cfg), to_plane(batches[0], cfg), atol=1e-6)
+
+
+@pytest.mark.parametrize("config_class", [CatConfig, MoonConfig, SwissRollConfig])
+@pytest.mark.parametrize("dim", [1, 0, 2.0])
+def test_ambient_dim_below_two_or_not_int_is_rejected(config_class, dim):
+    with pytest.raises(ValueError, match="ambient_dim"):
+        config_class(ambient_dim=dim)
+
+
+def test_gaussian_mixture_rejects_ambient_dim_one():
+    with pytest.raises(ValueError, match="ambient_dim"):
+        GaussianMixtureConfig(ambient_dim=1)
+
+
+def test_user_registered_dataset_is_embedded_when_it_has_an_ambient_dim():
+    @dataclasses.dataclass(frozen=True)
+    class DiagonalConfig:
+        ambient_dim: int = 16
+
+    @get_batch.register(DiagonalConfig)
+    def _(key, cfg, batch_size):
+        t = jax.random.uniform(key, (batch_size,))
+        return jnp.stack([t, t], axis=1)
+
+    cfg = DiagonalConfig()
+    x = batch(jax.random.key(0), cfg, 64)
+    assert x.shape == (64, 16)
+    u = np.asarray(to_plane(x, cfg))
+    np.testing.assert_allclose(u[:, 0], u[:, 1], atol=1e-6)
+    with pytest.raises(ValueError, match="ambient_dim"):
+        get_batch(jax.random.key(0), DiagonalConfig(ambient_dim=1), 8)
+
+
+def test_user_sampler_must_return_2d_points_to_be_embedded():
+    @dataclasses.dataclass(frozen=True)
+    class WideConfig:
+        ambient_dim: int = 4
+
+    @get_batch.register(WideConfig)
+    def _(key, cfg, batch_size):
+        return jax.random.normal(key, (batch_size, cfg.ambient_dim))
+
+    with pytest.raises(ValueError, match="2-D points"):
+        get_batch(jax.random.key(0), WideConfig(), 8)

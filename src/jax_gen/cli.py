@@ -39,7 +39,8 @@ from jax_gen.config import (
     deferred_validation,
     validate_all,
 )
-from jax_gen.data import get_batch
+from jax_gen.data import data_dim as dataset_dim
+from jax_gen.data import get_batch, to_plane
 from jax_gen.files import atomic_output, check_output_path
 from jax_gen.metrics import distance_and_floor
 from jax_gen.models import create_model
@@ -238,6 +239,13 @@ def check_dataset(cfg: Any) -> None:
     get_batch(jax.random.key(0), cfg, 1)
 
 
+def plane(points: Any, dataset: Any) -> np.ndarray:
+    """Points of any shape (..., D) mapped to the data's 2-D plane, for plots."""
+    points = np.asarray(points)
+    flat = to_plane(points.reshape(-1, points.shape[-1]), dataset)
+    return np.asarray(flat).reshape(*points.shape[:-1], 2)
+
+
 def quality(samples: np.ndarray, dataset: Any, key: jax.Array) -> tuple[float, float]:
     """Sliced W2 from samples to fresh data, and its noise floor (see jax_gen.metrics)."""
     return distance_and_floor(samples, lambda k, n: get_batch(k, dataset, n), key)
@@ -289,7 +297,7 @@ def run_train(cmd: TrainCommand) -> None:
         check_agrees(cmd.train, defaults.train, saved.config.train, "train")
         cfg, data_dim = saved.config, saved.data_dim
     else:
-        data_dim = 2
+        data_dim = dataset_dim(cfg.dataset)
     loss_path, samples_path = beside(model_path, ".loss.png"), beside(model_path, ".samples.png")
     for path, flag in (
         (model_path, "--model-path"),
@@ -344,7 +352,7 @@ def run_train(cmd: TrainCommand) -> None:
                 snapshot, _ = strategy.sample_from_target_distribution(
                     state.ema_model, jax.random.fold_in(sample_key, step), 500, data_dim
                 )
-                rerun[0].log_points("train/samples", step, np.asarray(snapshot))
+                rerun[0].log_points("train/samples", step, plane(snapshot, cfg.dataset))
             every = cmd.checkpoint_every
             if every and step // every > previous_step // every and step < cfg.train.train_steps:
                 save_checkpoint(state)
@@ -372,7 +380,9 @@ def run_train(cmd: TrainCommand) -> None:
     )
     samples = np.asarray(samples)
     data = np.asarray(get_batch(jax.random.fold_in(sample_key, 1), cfg.dataset, cmd.num_samples))
-    visualize.save_samples_png(samples_path, samples, data, title=describe(cfg))
+    visualize.save_samples_png(
+        samples_path, plane(samples, cfg.dataset), plane(data, cfg.dataset), title=describe(cfg)
+    )
     distance, floor = quality(samples, cfg.dataset, jax.random.fold_in(sample_key, 2))
     if rerun:
         rerun[0].close()
@@ -427,7 +437,9 @@ def run_generate(cmd: GenerateCommand) -> None:
     elapsed = time.perf_counter() - start
     title = describe_sampling(cfg, sampler, int(result.nfe))
     data = np.asarray(get_batch(data_key, cfg.dataset, cmd.num_samples))
-    visualize.save_samples_png(image_path, samples, data, title=title)
+    visualize.save_samples_png(
+        image_path, plane(samples, cfg.dataset), plane(data, cfg.dataset), title=title
+    )
     if cmd.output_samples_path is not None:
         with atomic_output(cmd.output_samples_path) as tmp:
             if cmd.output_samples_path.suffix.lower() == ".npy":
@@ -438,7 +450,7 @@ def run_generate(cmd: GenerateCommand) -> None:
     distance, floor = quality(samples, cfg.dataset, jax.random.fold_in(data_key, 1))
     rerun = open_rerun(cmd.rerun, options.model_path, "generate")
     if rerun:
-        rerun[0].log_trajectory(np.asarray(trajectory))
+        rerun[0].log_trajectory(plane(trajectory, cfg.dataset))
         rerun[0].close()
 
     say(f"generated {cmd.num_samples} points with {title} in {elapsed:.2f} s")
@@ -458,7 +470,7 @@ def run_animate(cmd: AnimateCommand) -> None:
 
     sample_key, _ = jax.random.split(jax.random.key(options.seed))
     result = sample(strategy, model, sample_key, cmd.num_samples, data_dim, sampler)
-    trajectory = np.asarray(result.trajectory)
+    trajectory = plane(result.trajectory, cfg.dataset)
     title = describe_sampling(cfg, sampler, int(result.nfe))
     frames = visualize.save_trajectory_gif(
         video_path, trajectory, fps=cmd.fps, max_frames=cmd.max_frames, title=title

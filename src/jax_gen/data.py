@@ -1,4 +1,4 @@
-"""Jittable samplers of the 2-D training distributions: cat, two moons, swiss roll, Gaussians.
+"""Jittable samplers of the training distributions: cat, two moons, swiss roll, Gaussians.
 
 :func:`get_batch` draws a batch of i.i.d. points from the distribution a dataset config describes.
 It dispatches on the config's type, so a new dataset needs only a config class and a registered
@@ -12,18 +12,32 @@ sampler::
 annotation inference cannot see). Samplers are pure functions of the key, with the config and
 the batch size static, so ``jax.jit(get_batch, static_argnums=(1, 2))`` compiles one sampler
 per (config, batch size) and a training loop can draw batches inside ``lax.scan`` without a host
-round trip. Points are float32, shape (batch, 2), whatever ``jax_enable_x64`` says.
+round trip. Points are float32, shape (batch, D) with D = ``cfg.ambient_dim``, whatever
+``jax_enable_x64`` says.
+
+**Ambient dimension.** Every dataset is 2-D. A sampler (built-in or registered) returns the 2-D
+points u; :func:`get_batch` itself embeds them in a fixed random plane of R^D,
+
+    x = u P^T,    P = projection(cfg), a (D, 2) matrix with orthonormal columns,
+
+when the config has an ``ambient_dim`` attribute D > 2 (a registered config without one stays
+2-D). The data then lie in a 2-D subspace of R^D (x P P^T = x): a low-dimensional manifold
+in a high-dimensional space. For D = 2 the points are returned unchanged, bit for bit.
+:func:`to_plane` maps points of R^D back to their coordinates u = x P in the plane, for plots and
+2-D metrics, and :func:`from_plane` embeds plane coordinates; both are the identity for D = 2.
+:func:`data_dim` is D, the size a model of the data must have.
 """
 
 import functools
 import math
 from collections.abc import Hashable
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 from PIL import Image, UnidentifiedImageError
 
 from jax_gen.config import CatConfig, GaussianMixtureConfig, MoonConfig, SwissRollConfig
@@ -58,7 +72,16 @@ def _dispatch_on_config(func):
     def wrapper(key, cfg, batch_size):
         if not (isinstance(batch_size, int) and batch_size > 0):
             raise ValueError(f"batch_size={batch_size!r} must be a positive int")
-        return dispatcher.dispatch(type(cfg))(key, cfg, batch_size)
+        dim = data_dim(cfg)  # validates a registered config's ambient_dim before sampling
+        points = dispatcher.dispatch(type(cfg))(key, cfg, batch_size)
+        if dim == 2:
+            return points
+        if points.shape[-1] != 2:
+            raise ValueError(
+                f"the sampler of {type(cfg).__name__} returned points of shape {points.shape}; "
+                f"with ambient_dim={dim} it must return 2-D points, which get_batch embeds"
+            )
+        return from_plane(points, cfg)
 
     wrapper.register = dispatcher.register
     wrapper.dispatch = dispatcher.dispatch
@@ -67,8 +90,13 @@ def _dispatch_on_config(func):
 
 
 @_dispatch_on_config
-def get_batch(key: PRNGKeyArray, cfg: Hashable, batch_size: int) -> Float[Array, "batch 2"]:
+def get_batch(key: PRNGKeyArray, cfg: Hashable, batch_size: int) -> Float[Array, "batch dim"]:
     """Draws ``batch_size`` i.i.d. points from the dataset ``cfg`` describes.
+
+    The registered sampler draws 2-D points u; for ``cfg.ambient_dim`` = D > 2 they are embedded
+    as x = u P^T with P = :func:`projection` (cfg), so they lie in a fixed 2-D plane of R^D and
+    ``to_plane(x, cfg)`` gives back u. For D = 2 (or a config without ``ambient_dim``) the
+    sampler's points are returned unchanged.
 
     Args:
         key: the only source of randomness.
@@ -78,13 +106,104 @@ def get_batch(key: PRNGKeyArray, cfg: Hashable, batch_size: int) -> Float[Array,
         batch_size: number of points, a positive Python int (static under ``jit``).
 
     Returns:
-        float32 points of shape (batch_size, 2).
+        float32 points of shape (batch_size, ambient_dim).
 
     Raises:
         TypeError: no sampler is registered for ``type(cfg)``.
-        ValueError: ``batch_size`` is not a positive int.
+        ValueError: ``batch_size`` is not a positive int, ``cfg.ambient_dim`` is not an int
+            >= 2, or the sampler of a config with ``ambient_dim`` > 2 returned points that are
+            not 2-D.
     """
     raise TypeError(f"no sampler registered for dataset config {type(cfg).__name__}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Ambient dimension: the plane of R^D the 2-D data lives in
+# ----------------------------------------------------------------------------------------------
+
+
+def data_dim(cfg: Any) -> int:
+    """The dimension D of the points ``get_batch`` draws for ``cfg``: ``cfg.ambient_dim``.
+
+    A config without an ``ambient_dim`` attribute (a user's registered dataset) is 2-D.
+
+    Raises:
+        ValueError: ``cfg.ambient_dim`` is not an int >= 2 (the built-in configs already refuse
+            such values when created).
+    """
+    dim = getattr(cfg, "ambient_dim", 2)
+    if not (isinstance(dim, int) and dim >= 2):
+        raise ValueError(f"ambient_dim={dim!r} must be an integer >= 2")
+    return dim
+
+
+@functools.lru_cache(maxsize=32)
+def _orthonormal_plane(dim: int) -> np.ndarray:
+    """The (dim, 2) plane of :func:`projection`, computed once per dimension."""
+    if dim == 2:
+        basis = np.eye(2)
+    else:
+        gaussian = np.random.default_rng(dim).standard_normal((dim, 2))
+        basis, upper = np.linalg.qr(gaussian)
+        # QR is unique up to the signs of the columns; fixing diag(R) > 0 makes it a function of
+        # the Gaussian matrix alone (the Gram-Schmidt basis), whatever LAPACK returns.
+        basis = basis * np.sign(np.diag(upper))
+    basis = basis.astype(np.float32)
+    basis.flags.writeable = False  # shared by every caller through the cache
+    return basis
+
+
+def projection(cfg: Any) -> np.ndarray:
+    """The fixed (D, 2) matrix P with orthonormal columns that spans the data's plane in R^D.
+
+    P is the Q factor (with R's diagonal made positive, so it is unique) of a (D, 2) standard
+    Gaussian matrix drawn with ``numpy.random.default_rng(D)``: the same D always gives the same
+    plane, on every machine, independent of any JAX key, and the plane is uniformly distributed
+    over the 2-D subspaces of R^D. For D = 2, P is the identity, so embedding changes nothing.
+
+    Args:
+        cfg: a dataset config; D is :func:`data_dim` (cfg).
+
+    Returns:
+        A new float32 array of shape (D, 2) with P^T P = I (to float32 rounding).
+    """
+    return _orthonormal_plane(data_dim(cfg)).copy()
+
+
+def from_plane(points: Float[ArrayLike, "n 2"], cfg: Any) -> Float[Array, "n dim"]:
+    """Embeds 2-D plane coordinates u in R^D: x = u P^T. The identity for D = 2.
+
+    Args:
+        points: coordinates in the plane, shape (n, 2) (any leading batch shape).
+        cfg: a dataset config; D is :func:`data_dim` (cfg).
+
+    Returns:
+        Points of shape (n, D), in the dtype of ``points``.
+    """
+    points = jnp.asarray(points)
+    if data_dim(cfg) == 2:
+        return points
+    return points @ jnp.asarray(_orthonormal_plane(data_dim(cfg)).T, points.dtype)
+
+
+def to_plane(points: Float[ArrayLike, "n dim"], cfg: Any) -> Float[Array, "n 2"]:
+    """Coordinates u = x P of points of R^D in the data's plane. The identity for D = 2.
+
+    For points on the plane (x = u P^T, as ``get_batch`` draws them) this recovers u exactly up
+    to float32 rounding, because P^T P = I. For any other point it is the orthogonal projection
+    onto the plane, and x - ``from_plane(to_plane(x))`` is the component off the plane.
+
+    Args:
+        points: points of R^D, shape (n, D) (any leading batch shape).
+        cfg: a dataset config; D is :func:`data_dim` (cfg).
+
+    Returns:
+        Plane coordinates of shape (n, 2), in the dtype of ``points``.
+    """
+    points = jnp.asarray(points)
+    if data_dim(cfg) == 2:
+        return points
+    return points @ jnp.asarray(_orthonormal_plane(data_dim(cfg)), points.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,4 +364,4 @@ def _sample_gaussian_mixture(
     return cfg.scale * signs + cfg.std * noise
 
 
-__all__ = ["cat_image_path", "get_batch"]
+__all__ = ["cat_image_path", "data_dim", "from_plane", "get_batch", "projection", "to_plane"]
