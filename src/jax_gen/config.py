@@ -329,9 +329,9 @@ class SamplerConfig(Validated):
     """How to sample: the strategy's own reverse step or a solver of its ODE / SDE."""
 
     sampler: SamplerName = "default"
-    """`default` (the strategy's own step), `ancestral` (DDPM), `ddim`, the ODE solvers `euler`,
-    `midpoint`, `heun`, `rk4`, `adaptive` (diffrax Tsit5), the SDE solver `euler-maruyama`, or
-    `pc` (predictor-corrector)."""
+    """`default` (the strategy's own step), `ddim`, `ancestral` (DDIM with eta 1), the ODE
+    solvers `euler`, `midpoint`, `heun`, `rk4`, `adaptive` (diffrax Tsit5), the SDE solver
+    `euler-maruyama`, or `pc` (predictor-corrector)."""
     num_sampling_steps: int | None = None
     """Steps of the sampler (default: the strategy's num-transport-steps)."""
     eta: float = 0.0
@@ -341,7 +341,7 @@ class SamplerConfig(Validated):
     atol: float = 1e-3
     """Absolute tolerance of the adaptive solver."""
     corrector_steps: int = 1
-    """Langevin corrector steps after each predictor step (`pc`)."""
+    """Langevin corrector steps at each time, before the predictor step (`pc`)."""
     snr: float = 0.1
     """Signal-to-noise ratio that sets the corrector's step size (`pc`)."""
 
