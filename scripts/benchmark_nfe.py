@@ -33,19 +33,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from jax_gen import checkpoint
-from jax_gen import config as jg_config
+from jax_gen import checkpoint, config
 from jax_gen.config import (
-    CatConfig,
-    DDPMStrategyConfig,
     ExperimentConfig,
-    FlowMatchingStrategyConfig,
-    GaussianMixtureConfig,
     MLPConfig,
-    MoonConfig,
     OptimizerConfig,
     SamplerConfig,
-    SwissRollConfig,
     TrainConfig,
 )
 from jax_gen.data import get_batch
@@ -55,16 +48,9 @@ from jax_gen.samplers import nfe_schedule, sample
 from jax_gen.strategies import create_strategy
 from jax_gen.train import init_train_state, make_optimizer, train_chunks
 
-DATASETS = {
-    "cat": CatConfig(),
-    "moon": MoonConfig(),
-    "swiss-roll": SwissRollConfig(),
-    "gaussian-mixture": GaussianMixtureConfig(),
-}
-STRATEGIES = {"ddpm": DDPMStrategyConfig(), "flow-matching": FlowMatchingStrategyConfig()}
-if hasattr(jg_config, "ScoreMatchingStrategyConfig"):  # being added; optional until it lands
-    STRATEGIES["score-matching"] = jg_config.ScoreMatchingStrategyConfig()
-SAMPLERS = typing.get_args(jg_config.SamplerName)
+DATASETS = {name: cls() for name, cls in config.DATASETS.items()}
+STRATEGIES = {name: cls() for name, cls in config.STRATEGIES.items()}
+SAMPLERS = typing.get_args(config.SamplerName)
 NFE_BUDGETS = (1, 2, 4, 8, 16, 32, 64)
 TOLERANCES = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
 DATA_DIM = 2

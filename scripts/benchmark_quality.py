@@ -17,15 +17,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jax_gen import config
 from jax_gen.config import (
-    CatConfig,
-    DDPMStrategyConfig,
-    FlowMatchingStrategyConfig,
-    GaussianMixtureConfig,
     MLPConfig,
-    MoonConfig,
     OptimizerConfig,
-    SwissRollConfig,
     TrainConfig,
 )
 from jax_gen.data import get_batch
@@ -34,13 +29,8 @@ from jax_gen.models import create_model
 from jax_gen.strategies import create_strategy
 from jax_gen.train import train
 
-DATASETS = {
-    "cat": CatConfig(),
-    "moon": MoonConfig(),
-    "swiss-roll": SwissRollConfig(),
-    "gaussian-mixture": GaussianMixtureConfig(),
-}
-STRATEGIES = {"ddpm": DDPMStrategyConfig(), "flow-matching": FlowMatchingStrategyConfig()}
+DATASETS = {name: cls() for name, cls in config.DATASETS.items()}
+STRATEGIES = {name: cls() for name, cls in config.STRATEGIES.items()}
 
 
 def evaluate(dataset, strategy_cfg, train_cfg, num_samples, seed, repeats):

@@ -56,14 +56,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from jax_gen import config
 from jax_gen.config import (
-    CatConfig,
     FlowMatchingStrategyConfig,
-    GaussianMixtureConfig,
     MLPConfig,
-    MoonConfig,
     OptimizerConfig,
-    SwissRollConfig,
     TrainConfig,
 )
 from jax_gen.data import data_dim, from_plane, get_batch, to_plane
@@ -73,12 +70,7 @@ from jax_gen.parameterization import Parameterization
 from jax_gen.strategies import create_strategy
 from jax_gen.train import train
 
-DATASETS = {
-    "cat": CatConfig(),
-    "moon": MoonConfig(),
-    "swiss-roll": SwissRollConfig(),
-    "gaussian-mixture": GaussianMixtureConfig(),
-}
+DATASETS = {name: cls() for name, cls in config.DATASETS.items()}
 PREDICTIONS = ("x", "eps", "v")
 DEFAULT_DIMS = (2, 8, 32, 128, 512)
 HEADER = (

@@ -23,20 +23,18 @@ from tqdm import tqdm
 
 from jax_gen import checkpoint, visualize
 from jax_gen.config import (
+    DATASETS,
+    MODELS,
+    STRATEGIES,
     CatConfig,
     DDPMStrategyConfig,
     ExperimentConfig,
-    FlowMatchingStrategyConfig,
-    GaussianMixtureConfig,
     MLPConfig,
-    MoonConfig,
     OptimizerConfig,
-    ResNetConfig,
     SamplerConfig,
-    ScoreMatchingStrategyConfig,
-    SwissRollConfig,
     TrainConfig,
     deferred_validation,
+    name_of,
     validate_all,
 )
 from jax_gen.data import data_dim as dataset_dim
@@ -48,33 +46,19 @@ from jax_gen.samplers import sample
 from jax_gen.strategies import create_strategy
 from jax_gen.train import init_train_state, make_optimizer, train_chunks
 
-# Command-line names of the config classes: `strategy:ddpm`, `model:mlp`, `dataset:cat`, ...
-NAMES: dict[type, str] = {
-    DDPMStrategyConfig: "ddpm",
-    FlowMatchingStrategyConfig: "flow-matching",
-    ScoreMatchingStrategyConfig: "score-matching",
-    MLPConfig: "mlp",
-    ResNetConfig: "resnet",
-    CatConfig: "cat",
-    MoonConfig: "moon",
-    SwissRollConfig: "swiss-roll",
-    GaussianMixtureConfig: "gaussian-mixture",
-}
 
-
-def _union(classes: tuple[type, ...]) -> Any:
-    annotated = [Annotated[cls, tyro.conf.subcommand(NAMES[cls])] for cls in classes]
+def _choice(registry: dict[str, type]) -> Any:
+    """A union of configs that tyro turns into subcommands named by the registry."""
+    annotated = [Annotated[cls, tyro.conf.subcommand(name)] for name, cls in registry.items()]
     out = annotated[0]
     for member in annotated[1:]:
         out = out | member
     return out
 
 
-StrategyChoice = _union(
-    (DDPMStrategyConfig, FlowMatchingStrategyConfig, ScoreMatchingStrategyConfig)
-)
-ModelChoice = _union((MLPConfig, ResNetConfig))
-DatasetChoice = _union((CatConfig, MoonConfig, SwissRollConfig, GaussianMixtureConfig))
+StrategyChoice = _choice(STRATEGIES)
+ModelChoice = _choice(MODELS)
+DatasetChoice = _choice(DATASETS)
 
 
 def _positive(obj: Any, *names: str) -> None:
@@ -201,7 +185,7 @@ def say(message: str) -> None:
 
 
 def default_model_path(cfg: ExperimentConfig) -> Path:
-    return Path("outputs") / f"{NAMES[type(cfg.dataset)]}_{NAMES[type(cfg.strategy)]}.eqx"
+    return Path("outputs") / f"{name_of(cfg.dataset)}_{name_of(cfg.strategy)}.eqx"
 
 
 def beside(model_path: Path, suffix: str) -> Path:
@@ -219,8 +203,7 @@ def check_agrees(given: Any, default: Any, stored: Any, group: str, ignore=()) -
         return
     if type(given) is not type(stored):
         raise ValueError(
-            f"{group}:{NAMES[type(given)]} contradicts the checkpoint's "
-            f"{group}:{NAMES[type(stored)]}"
+            f"{group}:{name_of(given)} contradicts the checkpoint's {group}:{name_of(stored)}"
         )
     class_default = type(given)()
     for field in dataclasses.fields(given):
@@ -261,12 +244,12 @@ def quality_line(distance: float, floor: float) -> str:
 def describe_sampling(cfg: ExperimentConfig, sampler: SamplerConfig, nfe: int) -> str:
     s = cfg.strategy
     name = "" if sampler.sampler == "default" else f", {sampler.sampler} sampler"
-    return f"{NAMES[type(s)]}, {s.prediction}-prediction{name}, NFE {nfe}"
+    return f"{name_of(s)}, {s.prediction}-prediction{name}, NFE {nfe}"
 
 
 def describe(cfg: ExperimentConfig) -> str:
     s = cfg.strategy
-    return f"{NAMES[type(s)]}, {s.prediction}-prediction, {s.num_transport_steps} steps"
+    return f"{name_of(s)}, {s.prediction}-prediction, {s.num_transport_steps} steps"
 
 
 def open_rerun(options: RerunOptions, model_path: Path, app: str):
@@ -321,7 +304,7 @@ def run_train(cmd: TrainCommand) -> None:
     def save_checkpoint(state) -> None:
         checkpoint.save(model_path, cfg, state, np.concatenate(losses) if losses else [], data_dim)
 
-    say(f"training {describe(cfg)} on {NAMES[type(cfg.dataset)]} for {cfg.train.train_steps} steps")
+    say(f"training {describe(cfg)} on {name_of(cfg.dataset)} for {cfg.train.train_steps} steps")
     start = time.perf_counter()
     first_step = int(state.step)
     bar = tqdm(
@@ -372,7 +355,7 @@ def run_train(cmd: TrainCommand) -> None:
     all_losses = np.concatenate(losses) if losses else np.zeros(0)
     save_checkpoint(state)
     visualize.save_loss_curve(
-        loss_path, all_losses, title=f"{describe(cfg)} on {NAMES[type(cfg.dataset)]}"
+        loss_path, all_losses, title=f"{describe(cfg)} on {name_of(cfg.dataset)}"
     )
 
     samples, _ = strategy.sample_from_target_distribution(

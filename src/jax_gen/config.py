@@ -410,6 +410,33 @@ class ExperimentConfig(Validated):
 
 
 # ----------------------------------------------------------------------------------------------
+# Names (the command line's `strategy:ddpm`, `model:mlp`, `dataset:cat`, and the scripts' flags)
+# ----------------------------------------------------------------------------------------------
+
+STRATEGIES: dict[str, type] = {
+    "ddpm": DDPMStrategyConfig,
+    "flow-matching": FlowMatchingStrategyConfig,
+    "score-matching": ScoreMatchingStrategyConfig,
+}
+MODELS: dict[str, type] = {"mlp": MLPConfig, "resnet": ResNetConfig}
+DATASETS: dict[str, type] = {
+    "cat": CatConfig,
+    "moon": MoonConfig,
+    "swiss-roll": SwissRollConfig,
+    "gaussian-mixture": GaussianMixtureConfig,
+}
+
+
+def name_of(config: Any) -> str:
+    """The short name of a strategy, model or dataset config (``"ddpm"``, ``"mlp"``, ...)."""
+    for registry in (STRATEGIES, MODELS, DATASETS):
+        for name, cls in registry.items():
+            if type(config) is cls:
+                return name
+    raise ValueError(f"no name for {type(config).__name__}")
+
+
+# ----------------------------------------------------------------------------------------------
 # JSON round trip
 # ----------------------------------------------------------------------------------------------
 
@@ -465,17 +492,20 @@ def from_dict(data: dict[str, Any]) -> Any:
 __all__ = [
     "Activation",
     "CatConfig",
+    "DATASETS",
     "DDPMStrategyConfig",
     "DatasetConfig",
     "ExperimentConfig",
     "FlowMatchingStrategyConfig",
     "GaussianMixtureConfig",
     "MLPConfig",
+    "MODELS",
     "ModelConfig",
     "MoonConfig",
     "OptimizerConfig",
     "Prediction",
     "ResNetConfig",
+    "STRATEGIES",
     "SamplerConfig",
     "ScoreMatchingStrategyConfig",
     "StrategyConfig",
@@ -484,6 +514,7 @@ __all__ = [
     "Validated",
     "deferred_validation",
     "from_dict",
+    "name_of",
     "to_dict",
     "validate_all",
 ]
