@@ -1,4 +1,5 @@
 import dataclasses
+import typing
 
 import equinox as eqx
 import jax
@@ -12,6 +13,7 @@ from jax_gen.config import (
     FlowMatchingStrategyConfig,
     MLPConfig,
     SamplerConfig,
+    SamplerName,
 )
 from jax_gen.models import create_model
 from jax_gen.samplers import TABLEAUS, _ddim_update, evals_per_step, nfe_schedule, sample
@@ -150,18 +152,7 @@ def test_default_sampler_is_the_strategy_s_own_loop(cfg):
     assert fewer.trajectory.shape == (6, 64, 2) and int(fewer.nfe) == 5
 
 
-SAMPLERS = [
-    "default",
-    "ancestral",
-    "ddim",
-    "euler",
-    "midpoint",
-    "heun",
-    "rk4",
-    "adaptive",
-    "euler-maruyama",
-    "pc",
-]
+SAMPLERS = typing.get_args(SamplerName)
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
