@@ -46,7 +46,7 @@ from jax_gen.metrics import distance_and_floor
 from jax_gen.models import create_model
 from jax_gen.samplers import nfe_schedule, sample
 from jax_gen.strategies import create_strategy
-from jax_gen.train import init_train_state, make_optimizer, train_chunks
+from jax_gen.train import init_train_state, make_optimizer, run_keys, train_chunks
 
 DATASETS = {name: cls() for name, cls in config.DATASETS.items()}
 STRATEGIES = {name: cls() for name, cls in config.STRATEGIES.items()}
@@ -114,8 +114,8 @@ def load_or_train(
                 return saved.state.ema_model, "cached", None
             print(f"  {path} has another config: retraining", file=sys.stderr)
 
-    # The keys of the command line's `train` (jax_gen.cli), so its checkpoints agree with ours.
-    init_key, train_key, _ = jax.random.split(jax.random.key(cfg.train.seed), 3)
+    # The run's keys as the command line's `train` draws them, so the checkpoints agree.
+    init_key, train_key, _ = run_keys(cfg.train.seed)
     strategy = create_strategy(cfg.strategy)
     optimizer = make_optimizer(cfg.optimizer, cfg.train.train_steps)
     state = init_train_state(create_model(cfg.model, init_key, DATA_DIM), optimizer)

@@ -44,7 +44,7 @@ from jax_gen.metrics import distance_and_floor
 from jax_gen.models import create_model
 from jax_gen.samplers import sample
 from jax_gen.strategies import create_strategy
-from jax_gen.train import init_train_state, make_optimizer, train_chunks
+from jax_gen.train import init_train_state, make_optimizer, run_keys, train_chunks
 
 
 def _choice(registry: dict[str, type]) -> Any:
@@ -290,7 +290,7 @@ def run_train(cmd: TrainCommand) -> None:
         check_output_path(path, flag)
     check_dataset(cfg.dataset)
 
-    init_key, train_key, sample_key = jax.random.split(jax.random.key(cfg.train.seed), 3)
+    init_key, train_key, sample_key = run_keys(cfg.train.seed)
     strategy = create_strategy(cfg.strategy)
     optimizer = make_optimizer(cfg.optimizer, cfg.train.train_steps)
     if cmd.resume:

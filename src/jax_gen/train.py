@@ -34,6 +34,22 @@ class Chunk(NamedTuple):
     losses: Float[Array, " steps"]
 
 
+class RunKeys(NamedTuple):
+    """The independent keys of one run, all split from its seed."""
+
+    init: PRNGKeyArray
+    """Initialises the network."""
+    train: PRNGKeyArray
+    """Every data and noise draw of training (step s uses ``fold_in(train, s)``)."""
+    sample: PRNGKeyArray
+    """Samples drawn after training."""
+
+
+def run_keys(seed: int) -> RunKeys:
+    """The keys of a run with this seed: one convention, so runs agree wherever they start."""
+    return RunKeys(*jax.random.split(jax.random.key(seed), 3))
+
+
 def make_optimizer(cfg: OptimizerConfig, train_steps: int) -> optax.GradientTransformation:
     """Adam with global-norm clipping and a warmup-then-cosine learning rate.
 
