@@ -134,13 +134,9 @@ def _sample(strategy, model, key, num_samples, data_dim, cfg) -> SampleResult:
 
         def step(t, x, step_key):
             stages = []
-            for i in range(len(b)):
-                z = (
-                    x + dt * sum((a_ij * k for a_ij, k in zip(a[i - 1], stages, strict=True)), 0.0)
-                    if i
-                    else x
-                )
-                stages.append(velocity(t + c[i] * dt, z))
+            for a_i, c_i in zip(((),) + a, c, strict=True):  # the first stage has no a_i
+                increment = sum((a_ij * k for a_ij, k in zip(a_i, stages, strict=True)), 0.0)
+                stages.append(velocity(t + c_i * dt, x + dt * increment))
             return x + dt * sum(b_i * k for b_i, k in zip(b, stages, strict=True))
 
     else:  # euler-maruyama and pc
