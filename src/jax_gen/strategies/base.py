@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from jax_gen.parameterization import Parameterization, path_coefficients, velocity
-from jax_gen.sampling import integrate
+from jax_gen.samplers import sample
 from jax_gen.schedules import Schedule
 
 Model = eqx.Module  # any callable model(t, x) on one point
@@ -119,16 +119,5 @@ class Strategy(eqx.Module):
             The samples (num_samples, data_dim) and the trajectory
             (num_transport_steps + 1, num_samples, data_dim) whose frame 0 is the source noise.
         """
-        return _sample(self, model, key, num_samples, data_dim)
-
-
-@eqx.filter_jit
-def _sample(strategy: Strategy, model: Model, key: PRNGKeyArray, num_samples: int, data_dim: int):
-    source_key, path_key = jax.random.split(key)
-    x0 = strategy.sample_from_source_distribution(source_key, num_samples, data_dim)
-
-    def step(t, x, step_key):
-        keys = jax.random.split(step_key, x.shape[0])
-        return jax.vmap(strategy.reverse, in_axes=(None, None, 0, 0))(model, t, x, keys)
-
-    return integrate(step, x0, strategy.time_grid()[:-1], path_key)
+        result = sample(self, model, key, num_samples, data_dim)
+        return result.samples, result.trajectory
