@@ -375,3 +375,44 @@ def test_rerun_without_any_sink_records_nothing(tmp_path):
 def test_read_recording_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no recording"):
         read_recording(tmp_path / "absent.rrd")
+
+
+# ----------------------------------------------------------------------------------------------
+# Density heat maps
+# ----------------------------------------------------------------------------------------------
+
+
+def test_density_grid_layout_is_row_major_cell_centres():
+    points = np.array([[0.0, 0.0], [4.0, 2.0]])
+    grid, bounds = visualize.density_grid(points, resolution=4, margin=0.0)
+    assert bounds == (0.0, 4.0, -1.0, 3.0)  # square window around the points
+    assert grid.shape == (16, 2)
+    for r in range(4):
+        for c in range(4):
+            np.testing.assert_allclose(grid[r * 4 + c], [0.5 + c, -0.5 + r])
+    with pytest.raises(ValueError, match="resolution"):
+        visualize.density_grid(points, resolution=0)
+
+
+def test_save_density_png_draws_the_density_where_it_is(tmp_path):
+    grid, bounds = visualize.density_grid(np.array([[-1.0, -1.0], [1.0, 1.0]]), 32, margin=0.0)
+
+    def bright_centroid(centre):
+        """Draws a bump at ``centre`` (zero beyond radius 0.4); centroid of its coloured pixels."""
+        distance2 = np.sum((grid - np.asarray(centre)) ** 2, axis=1)
+        log_p = np.where(distance2 < 0.16, -distance2, -np.inf)
+        path = tmp_path / "density.png"
+        visualize.save_density_png(path, [("model", log_p)], bounds, title="bump")
+        image = np.asarray(Image.open(path).convert("RGB"), dtype=float)
+        panel = image[:, : int(image.shape[1] * 0.7)]  # left of the colour bar
+        # magma's upper half is warm (red well above blue); white, black and text are grey.
+        ys, xs = np.nonzero(panel[..., 0] - panel[..., 2] > 60)
+        assert xs.size > 0
+        return xs.mean(), ys.mean()
+
+    right_x, upper_y = bright_centroid((0.5, 0.5))
+    left_x, lower_y = bright_centroid((-0.5, -0.5))
+    assert right_x > left_x + 50  # +x is to the right
+    assert upper_y < lower_y - 50  # +y is up (image rows grow downwards)
+    with pytest.raises(ValueError, match="resolution"):
+        visualize.save_density_png(tmp_path / "x.png", [("bad", np.zeros(10))], bounds, title="")

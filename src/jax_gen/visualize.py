@@ -6,6 +6,7 @@ trigger a compilation nor hold device memory. Every file it writes goes through
 
 - :func:`save_samples_png`: generated samples beside fresh data, same square limits.
 - :func:`save_loss_curve`: per-step loss, raw and smoothed, on a log axis.
+- :func:`save_density_png`: heat maps of log-densities on a :func:`density_grid`.
 - :func:`save_trajectory_gif`: the sampling trajectory from noise (t=0) to data (t=1), drawn
   with :func:`rasterize` so that a decoded frame can be checked pixel by pixel.
 - :class:`RerunLogger` and :func:`read_recording`: a Rerun ``.rrd`` recording of losses, sample
@@ -194,6 +195,66 @@ def save_loss_curve(
     ax.set_ylabel("loss")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
+    _save_figure(fig, path)
+
+
+def density_grid(
+    points: Float[np.ndarray, "n 2"], resolution: int, margin: float = 0.1
+) -> tuple[Float[np.ndarray, "cells 2"], Bounds]:
+    """Cell centres of a square ``resolution`` x ``resolution`` grid around ``points``.
+
+    The window is the points' square bounds widened by ``margin`` of their span on each side.
+    Row r (bottom to top) and column c (left to right) is cell ``r * resolution + c``, the
+    layout :func:`save_density_png` reads back.
+
+    Returns:
+        The (resolution**2, 2) cell centres and the window (xmin, xmax, ymin, ymax).
+    """
+    if not resolution > 0:
+        raise ValueError(f"resolution={resolution!r} must be positive")
+    bounds = _square_bounds(_as_points(points, "points"), margin)
+    xmin, xmax, ymin, ymax = bounds
+    xs = xmin + (np.arange(resolution) + 0.5) * (xmax - xmin) / resolution
+    ys = ymin + (np.arange(resolution) + 0.5) * (ymax - ymin) / resolution
+    gx, gy = np.meshgrid(xs, ys)
+    return np.stack([gx.ravel(), gy.ravel()], axis=1), bounds
+
+
+def save_density_png(
+    path: Path,
+    panels: list[tuple[str, Float[np.ndarray, " cells"]]],
+    bounds: Bounds,
+    title: str,
+) -> None:
+    """Heat maps of densities on the grid of :func:`density_grid`, side by side; writes a PNG.
+
+    Each panel is (label, log-density at the grid's points). The colour is the density
+    exp(log p), on one colour scale shared by all panels so a model and the data compare
+    directly; non-finite values (outside the data's support) are drawn as zero density.
+
+    Args:
+        path: the PNG to write (atomically).
+        panels: (label, log p) pairs; each log p has resolution**2 values.
+        bounds: (xmin, xmax, ymin, ymax) of the grid.
+        title: the figure's title.
+    """
+    images = []
+    for label, log_p in panels:
+        log_p = np.asarray(log_p, dtype=np.float64)
+        resolution = int(round(np.sqrt(log_p.size)))
+        if log_p.ndim != 1 or resolution**2 != log_p.size:
+            raise ValueError(f"{label}: expected resolution**2 values, got shape {log_p.shape}")
+        density = np.where(np.isfinite(log_p), np.exp(np.minimum(log_p, 50.0)), 0.0)
+        images.append((label, density.reshape(resolution, resolution)))
+    vmax = max(float(image.max()) for _, image in images) or 1.0
+    fig = Figure(figsize=(5.0 * len(images) + 1.0, 5.0), dpi=DPI, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(images)))
+    for ax, (label, image) in zip(axes, images, strict=True):
+        shown = ax.imshow(image, origin="lower", extent=bounds, cmap="magma", vmin=0.0, vmax=vmax)
+        ax.set_title(label)
+        ax.set_aspect("equal")
+    fig.colorbar(shown, ax=list(axes), label="density", shrink=0.8)
+    fig.suptitle(title)
     _save_figure(fig, path)
 
 
