@@ -6,12 +6,14 @@ point; batches come from ``jax.vmap``.
 """
 
 import abc
+import math
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
+from jax_gen import likelihood
 from jax_gen.parameterization import Parameterization, path_coefficients, velocity
 from jax_gen.samplers import sample
 from jax_gen.schedules import Schedule
@@ -109,6 +111,18 @@ class Strategy(eqx.Module):
     ) -> Float[Array, "n d"]:
         """Standard normal points: the path's state at t=0."""
         return jax.random.normal(key, (num_samples, data_dim))
+
+    def source_log_prob(self, z: Float[Array, " d"]) -> Float[Array, ""]:
+        """log N(z; 0, I) = -(d log(2 pi) + |z|^2) / 2: the density of the source draw."""
+        return -0.5 * (z.shape[-1] * math.log(2 * math.pi) + jnp.sum(z**2, axis=-1))
+
+    def log_prob(self, model: Model, x: Float[Array, "n d"], **kwargs) -> Float[Array, " n"]:
+        """The model's log-density of each point, through the probability-flow ODE.
+
+        See :func:`jax_gen.likelihood.log_prob`, which takes the same keyword arguments
+        (``key``, ``estimator``, ``num_probes``, ``rtol``, ``atol``, ``max_steps``).
+        """
+        return likelihood.log_prob(self, model, x, **kwargs)
 
     def sample_from_target_distribution(
         self, model: Model, key: PRNGKeyArray, num_samples: int, data_dim: int

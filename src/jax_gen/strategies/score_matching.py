@@ -1,5 +1,7 @@
 """Score matching (NCSN): denoising score matching over noise levels, annealed Langevin sampling."""
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -96,6 +98,13 @@ class ScoreMatchingStrategy(Strategy):
     ) -> Float[Array, "n d"]:
         """N(0, sigma_max^2 I): the variance-exploding path's state at t=0."""
         return self.schedule.sigma_max * jax.random.normal(key, (num_samples, data_dim))
+
+    def source_log_prob(self, z: Float[Array, " d"]) -> Float[Array, ""]:
+        """log N(z; 0, sigma_max^2 I) = -(d log(2 pi sigma_max^2) + |z|^2 / sigma_max^2) / 2."""
+        variance = self.schedule.sigma_max**2
+        return -0.5 * (
+            z.shape[-1] * jnp.log(2 * math.pi * variance) + jnp.sum(z**2, axis=-1) / variance
+        )
 
     def reverse(
         self, model: Model, t: Float[Array, ""], x_t: Float[Array, " d"], key: PRNGKeyArray
