@@ -1,5 +1,6 @@
 """The command line, end to end in a temporary folder, with tiny models and few steps."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -512,3 +513,68 @@ def test_ambient_dimension_end_to_end(in_tmp, capsys):
         ["animate", "--model-path", path, "--output-video-path", in_tmp / "p.gif"], capsys
     )
     assert code == 0, err
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluate
+# ----------------------------------------------------------------------------------------------
+
+EVAL_FAST = ["--num-samples", "200", "--repeats", "2", "--nll-points", "64"]
+
+
+def test_evaluate_table_json_and_density_map(in_tmp, capsys, trained):
+    json_path, density_path = in_tmp / "eval.json", in_tmp / "density.png"
+    argv = ["evaluate", "--model-path", trained, "--steps", "4", "8", *EVAL_FAST]
+    argv += ["--density-resolution", "16", "--output-json-path", json_path]
+    code, out, err = run([*argv, "--output-density-path", density_path], capsys)
+    assert code == 0, err
+    report = json.loads(json_path.read_text())
+    assert [row["steps"] for row in report["rows"]] == [4, 8]
+    assert [row["nfe"] for row in report["rows"]] == [4, 8]  # DDPM's own step: one NFE each
+    for row in report["rows"]:
+        assert row["seconds"] > 0 and row["samples_per_s"] > 0
+        for name in ("sliced W2", "energy", "MMD"):
+            m = row[name]
+            assert 0 < m["floor"] and 0 < m["distance"]
+            assert m["ratio"] == pytest.approx(m["distance"] / m["floor"])
+            assert f"{m['distance']:.4f} ({m['floor']:.4f}, {m['ratio']:.2f})" in out
+    # 20 training steps: the model is poor, far from the data at 4 steps.
+    assert report["rows"][0]["sliced W2"]["ratio"] > 1.5
+    nll = report["nll_nats_per_dim"]
+    entropy = nll["data_entropy"]
+    assert np.isfinite(nll["mean"]) and nll["stderr"] > 0
+    # Gibbs: no model's cross-entropy beats the data's own entropy (beyond Monte Carlo error).
+    assert nll["mean"] > entropy["mean"] - 4 * (nll["stderr"] + entropy["stderr"])
+    assert f"NLL {nll['mean']:.3f}" in out and "data entropy" in out
+    with Image.open(density_path) as image:
+        assert image.format == "PNG"
+        assert image.size[0] > image.size[1]  # two panels: model and data
+
+
+def test_evaluate_defaults_write_beside_the_checkpoint(in_tmp, capsys, trained):
+    code, out, err = run(
+        ["evaluate", "--model-path", trained, *EVAL_FAST, "--estimator", "hutchinson"], capsys
+    )
+    assert code == 0, err
+    report = json.loads(trained.with_name("model.evaluate.json").read_text())
+    assert [row["steps"] for row in report["rows"]] == [100]  # DDPM's default transport steps
+    assert report["nll_nats_per_dim"]["estimator"] == "hutchinson"
+    assert trained.with_name("model.density.png").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--steps", "0"], "--steps 0 must be positive"),
+        (["--steps", "4", "--num-sampling-steps", "4"], "not both"),
+        (["--nll-points", "-1"], "--nll-points=-1"),
+        (["--repeats", "0"], "--repeats=0"),
+    ],
+)
+def test_evaluate_bad_options(in_tmp, capsys, trained, extra, fragment):
+    json_path = in_tmp / "eval.json"
+    json_path.write_text("keep me")
+    argv = ["evaluate", "--model-path", trained, "--output-json-path", json_path, *extra]
+    code, _, err = run(argv, capsys)
+    assert_clean_failure(code, err, fragment)
+    assert json_path.read_text() == "keep me"

@@ -1,4 +1,4 @@
-"""The command line: ``train``, ``generate`` and ``animate``.
+"""The command line: ``train``, ``generate``, ``animate`` and ``evaluate``.
 
 The only module that prints, seeds and touches paths. Every bad input ends in one line on
 stderr and exit code 2, before any output file is touched.
@@ -6,15 +6,17 @@ stderr and exit code 2, before any output file is touched.
     jax-gen train strategy:ddpm model:mlp dataset:cat --train-steps 3000
     jax-gen generate --model-path outputs/cat_ddpm.eqx --num-samples 2000
     jax-gen animate --model-path outputs/cat_ddpm.eqx --fps 30
+    jax-gen evaluate --model-path outputs/cat_ddpm.eqx --steps 25 50 100
 """
 
 import dataclasses
+import json
 import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import jax
 import numpy as np
@@ -38,9 +40,10 @@ from jax_gen.config import (
     validate_all,
 )
 from jax_gen.data import data_dim as dataset_dim
-from jax_gen.data import get_batch, to_plane
+from jax_gen.data import from_plane, get_batch, has_log_density, log_density, to_plane
 from jax_gen.files import atomic_output, check_output_path
-from jax_gen.metrics import distance_and_floor
+from jax_gen.likelihood import log_prob
+from jax_gen.metrics import distance_and_floor, energy_distance, mmd, sliced_wasserstein
 from jax_gen.models import create_model
 from jax_gen.samplers import sample
 from jax_gen.strategies import create_strategy
@@ -168,10 +171,50 @@ class AnimateCommand:
             raise ValueError(f"--max-frames={self.max_frames!r} must be at least 2")
 
 
+@dataclass(frozen=True)
+class EvaluateCommand:
+    """Measure a trained model: distances to fresh data beside their floors, NLL, NFE, time."""
+
+    sampling: Annotated[SamplingOptions, tyro.conf.arg(name="")]
+    steps: tuple[int, ...] = ()
+    """Sampling step counts, one table row each (default: --num-sampling-steps, else the
+    strategy's number of transport steps)."""
+    num_samples: int = 2000
+    """Points generated per row (fresh data draws have the same size)."""
+    repeats: int = 3
+    """Fresh draws each distance and its floor are averaged over."""
+    nll_points: int = 1000
+    """Fresh data points whose log-likelihood is computed (0: no NLL and no heat map)."""
+    estimator: Literal["exact", "hutchinson"] = "exact"
+    """Divergence in the likelihood ODE: the exact Jacobian trace, or Hutchinson's unbiased
+    estimate (one Jacobian-vector product per probe; for high ambient dimension)."""
+    num_probes: int = 1
+    """Hutchinson probes per point."""
+    density_resolution: int = 64
+    """Cells per side of the density heat map (0: no heat map)."""
+    output_json_path: Path | None = None
+    """Where to write the figures as JSON (default: beside the checkpoint, .evaluate.json)."""
+    output_density_path: Path | None = None
+    """Density heat map PNG (default: beside the checkpoint, .density.png)."""
+
+    def validate(self) -> None:
+        """Raises ``ValueError`` naming the first invalid option."""
+        _positive(self, "num_samples", "repeats", "num_probes")
+        for steps in self.steps:
+            if not steps > 0:
+                raise ValueError(f"--steps {steps} must be positive")
+        if self.steps and self.sampling.sampler.num_sampling_steps is not None:
+            raise ValueError("give either --steps or --num-sampling-steps, not both")
+        for name in ("nll_points", "density_resolution"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')}={getattr(self, name)!r} must be >= 0")
+
+
 Command = (
     Annotated[TrainCommand, tyro.conf.subcommand("train")]
     | Annotated[GenerateCommand, tyro.conf.subcommand("generate")]
     | Annotated[AnimateCommand, tyro.conf.subcommand("animate")]
+    | Annotated[EvaluateCommand, tyro.conf.subcommand("evaluate")]
 )
 
 
@@ -469,10 +512,136 @@ def run_animate(cmd: AnimateCommand) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# evaluate
+# ----------------------------------------------------------------------------------------------
+
+METRICS = {"sliced W2": sliced_wasserstein, "energy": energy_distance, "MMD": mmd}
+
+
+def timed_sample(strategy, model, key, num_samples, data_dim, sampler):
+    """Samples once to compile, then again on the clock; returns (result, seconds)."""
+    jax.block_until_ready(sample(strategy, model, key, num_samples, data_dim, sampler))
+    start = time.perf_counter()
+    result = jax.block_until_ready(sample(strategy, model, key, num_samples, data_dim, sampler))
+    return result, time.perf_counter() - start
+
+
+def nats_per_dim(log_p: np.ndarray, data_dim: int) -> dict[str, float]:
+    """Mean of -log p per dimension and its Monte Carlo standard error."""
+    nll = -np.asarray(log_p, dtype=np.float64) / data_dim
+    return {"mean": float(nll.mean()), "stderr": float(nll.std(ddof=1) / np.sqrt(nll.size))}
+
+
+def run_evaluate(cmd: EvaluateCommand) -> None:
+    options = cmd.sampling
+    json_path = cmd.output_json_path or beside(options.model_path, ".evaluate.json")
+    density_path = cmd.output_density_path or beside(options.model_path, ".density.png")
+    check_output_path(json_path, "--output-json-path")
+    heat_map = cmd.nll_points > 0 and cmd.density_resolution > 0
+    if heat_map:
+        check_output_path(density_path, "--output-density-path")
+    cfg, strategy, model, data_dim, sampler = load_for_sampling(options)
+    check_dataset(cfg.dataset)
+    sample_key, metric_key, nll_key, probe_key = jax.random.split(jax.random.key(options.seed), 4)
+
+    rows = []
+    for steps in cmd.steps or (sampler.num_sampling_steps,):
+        row_sampler = dataclasses.replace(sampler, num_sampling_steps=steps)
+        result, seconds = timed_sample(
+            strategy, model, sample_key, cmd.num_samples, data_dim, row_sampler
+        )
+        samples = np.asarray(result.samples)
+        row = {
+            "steps": steps or strategy.num_transport_steps,
+            "nfe": int(result.nfe),
+            "seconds": seconds,
+            "samples_per_s": cmd.num_samples / seconds,
+        }
+        for name, metric in METRICS.items():
+            distance, floor = distance_and_floor(
+                samples,
+                lambda k, n: get_batch(k, cfg.dataset, n),
+                metric_key,
+                repeats=cmd.repeats,
+                metric=metric,
+            )
+            row[name] = {"distance": distance, "floor": floor, "ratio": distance / floor}
+        rows.append(row)
+
+    report = {
+        "checkpoint": str(options.model_path),
+        "strategy": name_of(cfg.strategy),
+        "prediction": cfg.strategy.prediction,
+        "dataset": name_of(cfg.dataset),
+        "data_dim": data_dim,
+        "sampler": sampler.sampler,
+        "num_samples": cmd.num_samples,
+        "rows": rows,
+    }
+    likelihood = dict(estimator=cmd.estimator, num_probes=cmd.num_probes, key=probe_key)
+    if cmd.nll_points:
+        data = get_batch(nll_key, cfg.dataset, cmd.nll_points)
+        start = time.perf_counter()
+        model_log_p = np.asarray(log_prob(strategy, model, data, **likelihood))
+        nll = nats_per_dim(model_log_p, data_dim)
+        nll.update(points=cmd.nll_points, estimator=cmd.estimator)
+        nll["seconds"] = time.perf_counter() - start
+        if has_log_density(cfg.dataset):
+            nll["data_entropy"] = nats_per_dim(np.asarray(log_density(cfg.dataset, data)), data_dim)
+        report["nll_nats_per_dim"] = nll
+    if heat_map:
+        fresh = plane(get_batch(nll_key, cfg.dataset, cmd.num_samples), cfg.dataset)
+        grid, bounds = visualize.density_grid(fresh, cmd.density_resolution)
+        points = from_plane(grid, cfg.dataset)
+        panels = [("model", np.asarray(log_prob(strategy, model, points, **likelihood)))]
+        if has_log_density(cfg.dataset):
+            panels.append(("data", np.asarray(log_density(cfg.dataset, points))))
+        title = f"{name_of(cfg.strategy)}, {cfg.strategy.prediction}-prediction on "
+        title += f"{name_of(cfg.dataset)}: density by the probability-flow ODE"
+        visualize.save_density_png(density_path, panels, bounds, title=title)
+    with atomic_output(json_path) as tmp:
+        Path(tmp).write_text(json.dumps(report, indent=2) + "\n")
+
+    say(f"evaluated {options.model_path}: {describe(cfg)} on {name_of(cfg.dataset)}")
+    say(format_table(rows, sampler.sampler, cmd.num_samples))
+    if cmd.nll_points:
+        line = f"NLL {nll['mean']:.3f} ± {nll['stderr']:.3f} nats/dim on {cmd.nll_points} "
+        line += f"fresh points ({cmd.estimator} divergence, {nll['seconds']:.1f} s)"
+        if "data_entropy" in nll:
+            entropy = nll["data_entropy"]
+            line += f"; data entropy {entropy['mean']:.3f} ± {entropy['stderr']:.3f} nats/dim"
+        say(line)
+    say(f"figures      {json_path}")
+    if heat_map:
+        say(f"density map  {density_path}")
+
+
+def format_table(rows: list[dict], sampler: str, num_samples: int) -> str:
+    """The rows as a markdown table; each distance as `value (floor, ratio)`."""
+    header = ["sampler", "steps", "NFE", "time (s)", "samples/s"] + [
+        f"{name} (floor, ratio)" for name in METRICS
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [sampler, str(row["steps"]), str(row["nfe"]), f"{row['seconds']:.3f}"]
+        cells.append(f"{row['samples_per_s']:.0f}")
+        for name in METRICS:
+            m = row[name]
+            cells.append(f"{m['distance']:.4f} ({m['floor']:.4f}, {m['ratio']:.2f})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------------------------
 
-RUNNERS = {TrainCommand: run_train, GenerateCommand: run_generate, AnimateCommand: run_animate}
+RUNNERS = {
+    TrainCommand: run_train,
+    GenerateCommand: run_generate,
+    AnimateCommand: run_animate,
+    EvaluateCommand: run_evaluate,
+}
 
 
 def fail(message: str) -> None:
