@@ -9,11 +9,14 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
+from helpers import GaussianOracle
 from PIL import Image, ImageSequence
 
 import jax_gen.cli as cli
 from jax_gen import checkpoint, visualize
 from jax_gen.cli import main
+from jax_gen.config import FlowMatchingStrategyConfig, GaussianMixtureConfig
+from jax_gen.strategies import create_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["model:mlp", "--model.hidden-dim", "16", "--model.depth", "2"]
@@ -578,3 +581,61 @@ def test_evaluate_bad_options(in_tmp, capsys, trained, extra, fragment):
     code, _, err = run(argv, capsys)
     assert_clean_failure(code, err, fragment)
     assert json_path.read_text() == "keep me"
+
+
+# ----------------------------------------------------------------------------------------------
+# plot-field
+# ----------------------------------------------------------------------------------------------
+
+
+def test_field_views_are_the_velocity_at_the_grid_points():
+    """With the exact denoiser of Gaussian data the velocity is known in closed form."""
+    strategy = create_strategy(FlowMatchingStrategyConfig(prediction="eps"))
+    mean, std = np.array([0.5, -1.0]), 0.7
+    oracle = GaussianOracle(strategy, mean, std)
+    grid = np.stack(np.meshgrid(np.linspace(-3, 3, 5), np.linspace(-2, 2, 4)), -1).reshape(-1, 2)
+    times = np.array([0.1, 0.5, 0.9], dtype=np.float32)
+    dataset = GaussianMixtureConfig()
+    vectors, marginals = cli.field_views(
+        strategy, oracle, dataset, times, grid, jax.random.key(0), 300, "velocity"
+    )
+    assert vectors.shape == (3, 20, 2) and marginals.shape == (3, 300, 2)
+    for t, v in zip(times.astype(np.float64), vectors, strict=True):
+        # Linear path z = t x + (1 - t) eps: mu_t = t m, var_t = t^2 s^2 + (1 - t)^2 and
+        # v = mu_t' + (var_t' / (2 var_t)) (z - mu_t).
+        var = t**2 * std**2 + (1 - t) ** 2
+        dvar = 2 * t * std**2 - 2 * (1 - t)
+        expected = mean + dvar / (2 * var) * (grid - t * mean)
+        np.testing.assert_allclose(v, expected, rtol=1e-4, atol=1e-4)
+    # The marginal at t = 0.1 is mostly noise: its spread is close to var_t's.
+    assert np.std(marginals[0]) > 0.8
+
+
+def test_field_figure_draws_the_given_vectors():
+    grid = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    vectors = np.array([[[1.0, 2.0], [-1.0, 0.5], [0.0, -3.0]]])
+    marginals = np.zeros((1, 4, 2))
+    fig = visualize.field_figure(
+        np.array([0.5]), grid, vectors, marginals, (-1, 2, -1, 2), "t", arrow_scale=0.25
+    )
+    (quiver,) = [c for c in fig.axes[0].collections if hasattr(c, "U")]
+    np.testing.assert_allclose(np.c_[quiver.U, quiver.V], vectors[0])
+    np.testing.assert_allclose(quiver.get_offsets(), grid)
+    assert quiver.scale == pytest.approx(4.0)  # an arrow ends at p + 0.25 v
+
+
+def test_plot_field_end_to_end(in_tmp, capsys, trained):
+    png, gif = in_tmp / "field.png", in_tmp / "field.gif"
+    argv = ["plot-field", "--model-path", trained, "--times", "0", "0.5", "1"]
+    argv += ["--grid-size", "6", "--num-points", "100", "--gif-frames", "4"]
+    code, out, err = run([*argv, "--output-image-path", png, "--output-video-path", gif], capsys)
+    assert code == 0, err
+    with Image.open(png) as image:
+        assert image.size[0] > 2.5 * image.size[1]  # three panels in a row
+    with Image.open(gif) as image:
+        assert image.n_frames == 4
+    code, _, err = run(["plot-field", "--model-path", trained, "--times", "1.5"], capsys)
+    assert_clean_failure(code, err, "--times 1.5 must be in [0, 1]")
+    code, _, err = run(["plot-field", "--model-path", trained, "--field", "score"], capsys)
+    assert code == 0, err
+    assert trained.with_name("model.field.gif").exists()

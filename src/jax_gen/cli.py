@@ -1,4 +1,4 @@
-"""The command line: ``train``, ``generate``, ``animate`` and ``evaluate``.
+"""The command line: ``train``, ``generate``, ``animate``, ``evaluate`` and ``plot-field``.
 
 The only module that prints, seeds and touches paths. Every bad input ends in one line on
 stderr and exit code 2, before any output file is touched.
@@ -7,6 +7,7 @@ stderr and exit code 2, before any output file is touched.
     jax-gen generate --model-path outputs/cat_ddpm.eqx --num-samples 2000
     jax-gen animate --model-path outputs/cat_ddpm.eqx --fps 30
     jax-gen evaluate --model-path outputs/cat_ddpm.eqx --steps 25 50 100
+    jax-gen plot-field --model-path outputs/cat_ddpm.eqx --times 0 0.5 0.9 1
 """
 
 import dataclasses
@@ -210,11 +211,52 @@ class EvaluateCommand:
                 raise ValueError(f"--{name.replace('_', '-')}={getattr(self, name)!r} must be >= 0")
 
 
+@dataclass(frozen=True)
+class PlotFieldCommand:
+    """Draw the learned field as arrows over a grid, beside the noisy marginal, at several t."""
+
+    model_path: Path
+    """Checkpoint written by `train`."""
+    times: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
+    """Times of the PNG's panels, in [0, 1] (0 the noise, 1 the data)."""
+    field: Literal["velocity", "score"] = "velocity"
+    """`velocity`: the probability-flow velocity dz/dt every sampler integrates; `score`: the
+    score grad log p_t(z)."""
+    grid_size: int = 21
+    """Arrows per side of the grid."""
+    num_points: int = 1000
+    """Fresh data points noised to each time t for the grey marginal."""
+    gif_frames: int = 41
+    """Frames of the GIF, at times evenly spaced over [0, 1]."""
+    fps: int = 10
+    """Frames per second of the GIF."""
+    seed: int = 0
+    """Seed of the marginal's data and noise."""
+    use_ema: bool = True
+    """Draw the exponential moving average of the weights."""
+    output_image_path: Path | None = None
+    """PNG of the panels (default: beside the checkpoint, .field.png)."""
+    output_video_path: Path | None = None
+    """GIF over t (default: beside the checkpoint, .field.gif)."""
+
+    def validate(self) -> None:
+        """Raises ``ValueError`` naming the first invalid option."""
+        _positive(self, "grid_size", "num_points", "fps")
+        if not self.times:
+            raise ValueError("--times needs at least one time")
+        for t in self.times:
+            if not 0.0 <= t <= 1.0:
+                raise ValueError(f"--times {t} must be in [0, 1]")
+        if self.gif_frames < 2:
+            raise ValueError(f"--gif-frames={self.gif_frames!r} must be at least 2")
+
+
 Command = (
     Annotated[TrainCommand, tyro.conf.subcommand("train")]
     | Annotated[GenerateCommand, tyro.conf.subcommand("generate")]
     | Annotated[AnimateCommand, tyro.conf.subcommand("animate")]
     | Annotated[EvaluateCommand, tyro.conf.subcommand("evaluate")]
+    | Annotated[PlotFieldCommand, tyro.conf.subcommand("plot-field")]
 )
 
 
@@ -633,6 +675,76 @@ def format_table(rows: list[dict], sampler: str, num_samples: int) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
+# plot-field
+# ----------------------------------------------------------------------------------------------
+
+
+def field_views(
+    strategy, model, dataset, times, grid: np.ndarray, key: jax.Array, num_points: int, field: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The field at the grid points and the noisy marginal, at each time, in the data's plane.
+
+    Args:
+        strategy, model: a trained strategy and its network.
+        dataset: the dataset config (its plane embeds the 2-D grid in R^D).
+        times: T times in [0, 1].
+        grid: (G, 2) points of the plane.
+        key: draws the marginal's data and noise (the same draws at every time).
+        num_points: points of each marginal.
+        field: ``"velocity"`` (``strategy.velocity``) or ``"score"`` (``strategy.score``).
+
+    Returns:
+        The field's in-plane component at the grid, (T, G, 2), and the marginals z_t = alpha(t)
+        x + sigma(t) eps of fresh data, (T, num_points, 2).
+    """
+    data_key, noise_key = jax.random.split(key)
+    data = get_batch(data_key, dataset, num_points)
+    noise_keys = jax.random.split(noise_key, num_points)
+    points = from_plane(grid, dataset)
+    fn = strategy.velocity if field == "velocity" else strategy.score
+    at_grid = jax.jit(jax.vmap(lambda t, z: fn(model, t, z), in_axes=(None, 0)))
+    noised = jax.jit(jax.vmap(lambda t, x, k: strategy.forward(t, x, k)[0], in_axes=(None, 0, 0)))
+    vectors, marginals = [], []
+    for t in times:
+        t = jax.numpy.float32(t)
+        vectors.append(plane(at_grid(t, points), dataset))
+        marginals.append(plane(noised(t, data, noise_keys), dataset))
+    return np.stack(vectors), np.stack(marginals)
+
+
+def run_plot_field(cmd: PlotFieldCommand) -> None:
+    image_path = cmd.output_image_path or beside(cmd.model_path, ".field.png")
+    video_path = cmd.output_video_path or beside(cmd.model_path, ".field.gif")
+    check_output_path(image_path, "--output-image-path")
+    check_output_path(video_path, "--output-video-path")
+    saved = checkpoint.load(cmd.model_path)
+    cfg = saved.config
+    check_dataset(cfg.dataset)
+    strategy = create_strategy(cfg.strategy)
+    model = saved.state.ema_model if cmd.use_ema else saved.state.model
+    key = jax.random.key(cmd.seed)
+
+    data = plane(get_batch(key, cfg.dataset, cmd.num_points), cfg.dataset)
+    grid, bounds = visualize.density_grid(data, cmd.grid_size, margin=0.15)
+    gif_times = np.linspace(0.0, 1.0, cmd.gif_frames)
+    times = np.asarray(cmd.times, dtype=np.float32)
+    views = field_views(strategy, model, cfg.dataset, times, grid, key, cmd.num_points, cmd.field)
+    gif_views = field_views(
+        strategy, model, cfg.dataset, gif_times, grid, key, cmd.num_points, cmd.field
+    )
+    cell = (bounds[1] - bounds[0]) / cmd.grid_size
+    scale = visualize.field_arrow_scale(gif_views[0], cell)
+    title = f"{cmd.field} of {describe(cfg)} on {name_of(cfg.dataset)}"
+    visualize.save_field_png(image_path, times, grid, *views, bounds, title, scale)
+    frames = visualize.save_field_gif(
+        video_path, gif_times, grid, *gif_views, bounds, title, scale, fps=cmd.fps
+    )
+    say(f"drew the {cmd.field} of {describe(cfg)} at t = {', '.join(f'{t:g}' for t in cmd.times)}")
+    say(f"field panels {image_path}")
+    say(f"field GIF    {video_path} ({frames} frames)")
+
+
+# ----------------------------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------------------------
 
@@ -641,6 +753,7 @@ RUNNERS = {
     GenerateCommand: run_generate,
     AnimateCommand: run_animate,
     EvaluateCommand: run_evaluate,
+    PlotFieldCommand: run_plot_field,
 }
 
 

@@ -7,6 +7,8 @@ trigger a compilation nor hold device memory. Every file it writes goes through
 - :func:`save_samples_png`: generated samples beside fresh data, same square limits.
 - :func:`save_loss_curve`: per-step loss, raw and smoothed, on a log axis.
 - :func:`save_density_png`: heat maps of log-densities on a :func:`density_grid`.
+- :func:`save_field_png` / :func:`save_field_gif`: a learned vector field as arrows over a grid,
+  beside the noisy marginal, at several times.
 - :func:`save_trajectory_gif`: the sampling trajectory from noise (t=0) to data (t=1), drawn
   with :func:`rasterize` so that a decoded frame can be checked pixel by pixel.
 - :class:`RerunLogger` and :func:`read_recording`: a Rerun ``.rrd`` recording of losses, sample
@@ -256,6 +258,119 @@ def save_density_png(
     fig.colorbar(shown, ax=list(axes), label="density", shrink=0.8)
     fig.suptitle(title)
     _save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Vector-field views
+# ----------------------------------------------------------------------------------------------
+
+FIELD_PANEL_INCHES = 4.0
+
+
+def field_arrow_scale(vectors: Float[np.ndarray, "... 2"], cell: float) -> float:
+    """Arrow lengths per unit of field: the 95th percentile of the norms draws one grid cell.
+
+    One scale for every time, so arrows compare across panels and frames; a percentile, not
+    the maximum, so a few huge vectors (near a singular end) do not shrink the rest to dots.
+    """
+    norms = np.linalg.norm(np.asarray(vectors, dtype=np.float64).reshape(-1, 2), axis=1)
+    norms = norms[np.isfinite(norms)]
+    reference = float(np.percentile(norms, 95)) if norms.size else 0.0
+    return cell / reference if reference > 0 else 1.0
+
+
+def draw_field(
+    ax: Any,
+    grid: Float[np.ndarray, "cells 2"],
+    vectors: Float[np.ndarray, "cells 2"],
+    marginal: Float[np.ndarray, "n 2"],
+    bounds: Bounds,
+    arrow_scale: float,
+    label: str,
+) -> None:
+    """One panel: the noisy marginal as grey dots, the field as arrows from the grid points.
+
+    An arrow from point p ends at p + arrow_scale * vector (``angles="xy"``, in data units).
+    """
+    grid, marginal = _as_points(grid, "grid"), _as_points(marginal, "marginal")
+    vectors = _as_points(vectors, "vectors")
+    ax.scatter(marginal[:, 0], marginal[:, 1], s=2, linewidths=0, color="tab:gray", alpha=0.5)
+    ax.quiver(
+        grid[:, 0],
+        grid[:, 1],
+        vectors[:, 0],
+        vectors[:, 1],
+        angles="xy",
+        scale_units="xy",
+        scale=1.0 / arrow_scale,
+        color="tab:blue",
+        width=0.004,
+    )
+    xmin, xmax, ymin, ymax = bounds
+    ax.set_xlim(xmin, xmax)
+    ax.set_ylim(ymin, ymax)
+    ax.set_aspect("equal")
+    ax.set_title(label)
+
+
+def field_figure(
+    times: Float[np.ndarray, " T"],
+    grid: Float[np.ndarray, "cells 2"],
+    vectors: Float[np.ndarray, "T cells 2"],
+    marginals: Float[np.ndarray, "T n 2"],
+    bounds: Bounds,
+    title: str,
+    arrow_scale: float,
+) -> Figure:
+    """A row of :func:`draw_field` panels, one per time, on the same window and arrow scale."""
+    fig = Figure(
+        figsize=(FIELD_PANEL_INCHES * len(times), FIELD_PANEL_INCHES + 0.6),
+        dpi=DPI,
+        layout="constrained",
+    )
+    axes = np.atleast_1d(fig.subplots(1, len(times)))
+    for ax, t, field, marginal in zip(axes, times, vectors, marginals, strict=True):
+        draw_field(ax, grid, field, marginal, bounds, arrow_scale, f"t = {float(t):.2f}")
+    fig.suptitle(title)
+    return fig
+
+
+def save_field_png(path: Path, *args: Any, **kwargs: Any) -> None:
+    """Writes :func:`field_figure` (same arguments) as a PNG."""
+    _save_figure(field_figure(*args, **kwargs), path)
+
+
+def save_field_gif(
+    path: Path,
+    times: Float[np.ndarray, " T"],
+    grid: Float[np.ndarray, "cells 2"],
+    vectors: Float[np.ndarray, "T cells 2"],
+    marginals: Float[np.ndarray, "T n 2"],
+    bounds: Bounds,
+    title: str,
+    arrow_scale: float,
+    fps: float,
+) -> int:
+    """An animated GIF with one :func:`draw_field` frame per time; returns the frame count."""
+    frames = []
+    for t, field, marginal in zip(times, vectors, marginals, strict=True):
+        fig = field_figure(
+            np.asarray([t]), grid, field[None], marginal[None], bounds, title, arrow_scale
+        )
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        frames.append(Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]))
+    palette = [frame.convert("P", palette=Image.Palette.ADAPTIVE) for frame in frames]
+    with atomic_output(Path(path)) as tmp:
+        palette[0].save(
+            tmp,
+            format="GIF",
+            save_all=True,
+            append_images=palette[1:],
+            duration=gif_frame_duration_ms(fps),
+            loop=0,
+        )
+    return len(frames)
 
 
 # ----------------------------------------------------------------------------------------------
