@@ -15,6 +15,7 @@ floor is the same across the table.
 
     uv run scripts/benchmark_nfe.py     # writes outputs/benchmark_nfe.md and .png
     uv run scripts/benchmark_nfe.py --datasets moon --strategies flow-matching --nfe 1 2 4 8
+    uv run scripts/benchmark_nfe.py --predictions eps x v     # every prediction of each strategy
 """
 
 import argparse
@@ -51,6 +52,7 @@ from jax_gen.train import init_train_state, make_optimizer, run_keys, train_chun
 DATASETS = {name: cls() for name, cls in config.DATASETS.items()}
 STRATEGIES = {name: cls() for name, cls in config.STRATEGIES.items()}
 SAMPLERS = typing.get_args(config.SamplerName)
+PREDICTIONS = ("eps", "x", "v")
 NFE_BUDGETS = (1, 2, 4, 8, 16, 32, 64)
 TOLERANCES = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
 DATA_DIM = 2
@@ -282,6 +284,26 @@ def plot(panels: Sequence[Panel], datasets, strategies, samplers, budgets, path:
     fig.savefig(path)
 
 
+def strategy_variants(args: argparse.Namespace) -> list[tuple[str, object, str]]:
+    """(strategy name, config, label) for every strategy x prediction asked for.
+
+    The label is the strategy's name for its own default prediction (so cached checkpoints of
+    the default recipe keep their names) and ``name/prediction`` otherwise.
+    """
+    variants = []
+    for name in args.strategies:
+        default = STRATEGIES[name]
+        for prediction in args.predictions:
+            if prediction in ("default", default.prediction):
+                variant = (name, default, name)
+            else:
+                cfg = dataclasses.replace(default, prediction=prediction)
+                variant = (name, cfg, f"{name}/{prediction}")
+            if variant not in variants:
+                variants.append(variant)
+    return variants
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -290,6 +312,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument(
         "--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES)
+    )
+    parser.add_argument(
+        "--predictions",
+        nargs="+",
+        default=["default"],
+        choices=["default", *PREDICTIONS],
+        help="predictions to train each strategy with (`default`: the strategy's own)",
     )
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
     parser.add_argument("--nfe", type=int, nargs="+", default=list(NFE_BUDGETS))
@@ -342,26 +371,28 @@ def main(argv: Sequence[str] | None = None) -> list[Panel]:
     start = time.perf_counter()
     # Datasets outer: the tables come out in order. The samplers' compiled code is cached per
     # (strategy, sampler config, n), not per dataset, so only the first dataset compiles.
+    columns = []
     for dataset in args.datasets:
-        for strategy_name in args.strategies:
-            strategy_cfg = STRATEGIES[strategy_name]
+        for _, strategy_cfg, label in strategy_variants(args):
+            if label not in columns:
+                columns.append(label)
             cfg = ExperimentConfig(
                 strategy_cfg, model_cfg, DATASETS[dataset], OptimizerConfig(), train_cfg
             )
-            path = args.checkpoint_dir / f"{dataset}_{strategy_name}.eqx"
+            path = args.checkpoint_dir / f"{dataset}_{label.replace('/', '_')}.eqx"
             model, status, train_seconds = load_or_train(path, cfg, args.retrain)
             how = f"trained in {train_seconds:.0f} s" if train_seconds is not None else "cached"
             panel_start = time.perf_counter()
             header = [
                 "",
-                f"### {dataset} / {strategy_name} ({strategy_cfg.prediction}-prediction, "
+                f"### {dataset} / {label} ({strategy_cfg.prediction}-prediction, "
                 f"{strategy_cfg.num_transport_steps} transport steps; {how}: {path})",
                 "",
             ]
             print("\n".join(header), flush=True)
             panel, table = run_panel(
                 dataset,
-                strategy_name,
+                label,
                 model,
                 create_strategy(strategy_cfg),
                 args,
@@ -380,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> list[Panel]:
     print(lines[-1], flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines) + "\n")
-    plot(panels, args.datasets, args.strategies, args.samplers, args.nfe, args.figure)
+    plot(panels, args.datasets, columns, args.samplers, args.nfe, args.figure)
     print(f"wrote {args.output} and {args.figure}")
     return panels
 

@@ -88,3 +88,16 @@ def test_cached_checkpoint_is_reused_only_while_its_config_matches(benchmark, tm
 def test_rejects_bad_budgets(benchmark):
     with pytest.raises(SystemExit):
         benchmark.parse_args(["--nfe", "0"])
+
+
+def test_every_prediction_gets_its_own_column(benchmark):
+    args = benchmark.parse_args(["--strategies", "ddpm", "flow-matching"])
+    assert [label for _, _, label in benchmark.strategy_variants(args)] == [
+        "ddpm",
+        "flow-matching",
+    ]
+    args = benchmark.parse_args(["--strategies", "ddpm", "--predictions", "default", "eps", "x"])
+    variants = benchmark.strategy_variants(args)
+    # DDPM's default is eps: asking for it again adds nothing.
+    assert [label for _, _, label in variants] == ["ddpm", "ddpm/x"]
+    assert [cfg.prediction for _, cfg, _ in variants] == ["eps", "x"]
