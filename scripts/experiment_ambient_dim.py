@@ -63,14 +63,15 @@ from jax_gen.config import (
     OptimizerConfig,
     TrainConfig,
 )
-from jax_gen.data import data_dim, from_plane, get_batch, to_plane
+from jax_gen.data import data_dim, from_plane, get_batch, is_planar, to_plane
 from jax_gen.metrics import distance_and_floor
 from jax_gen.models import create_model
 from jax_gen.parameterization import Parameterization
 from jax_gen.strategies import create_strategy
 from jax_gen.train import train
 
-DATASETS = {name: cls() for name, cls in config.DATASETS.items()}
+# The 2-D datasets: digits are 64-D images, with no plane to plot or compare in.
+DATASETS = {name: cls() for name, cls in config.DATASETS.items() if is_planar(cls())}
 PREDICTIONS = ("x", "eps", "v")
 DEFAULT_DIMS = (2, 8, 32, 128, 512)
 HEADER = (

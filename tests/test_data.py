@@ -15,16 +15,31 @@ import pytest
 from PIL import Image
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
-from sklearn.datasets import make_moons, make_swiss_roll
+from sklearn.datasets import load_digits, make_moons, make_swiss_roll
 
-from jax_gen.config import CatConfig, GaussianMixtureConfig, MoonConfig, SwissRollConfig
+from jax_gen.config import DATASETS as DATASET_NAMES
+from jax_gen.config import (
+    CatConfig,
+    DigitsConfig,
+    GaussianMixtureConfig,
+    MoonConfig,
+    SwissRollConfig,
+    from_dict,
+    to_dict,
+)
 from jax_gen.data import (
+    DIGITS_IMAGE_SHAPE,
     cat_image_path,
+    class_frequencies,
     data_dim,
     from_plane,
+    gaussian_mixture_centres,
     get_batch,
+    get_labeled_batch,
     has_log_density,
+    is_planar,
     log_density,
+    num_classes,
     projection,
     to_plane,
 )
@@ -499,3 +514,149 @@ def test_log_density_unknown_or_degenerate_raises_not_implemented():
     jitted = jax.jit(log_density, static_argnums=0)
     cfg = GaussianMixtureConfig()
     np.testing.assert_allclose(jitted(cfg, x), log_density(cfg, x), rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# Labels
+# ----------------------------------------------------------------------------------------------
+
+LABELED = [
+    GaussianMixtureConfig(),
+    MoonConfig(),
+    DigitsConfig(),
+    GaussianMixtureConfig(ambient_dim=5),
+    MoonConfig(ambient_dim=3),
+]
+LABELED_IDS = ["mixture", "moons", "digits", "mixture-5d", "moons-3d"]
+labeled_batch = jax.jit(get_labeled_batch, static_argnums=(1, 2))
+
+
+@pytest.mark.parametrize("cfg", LABELED, ids=LABELED_IDS)
+def test_labeled_batch_has_exactly_the_points_of_get_batch(cfg):
+    key = jax.random.key(8)
+    points, labels = get_labeled_batch(key, cfg, 500)
+    assert points.shape == (500, data_dim(cfg)) and points.dtype == jnp.float32
+    assert labels.shape == (500,) and labels.dtype == jnp.int32
+    np.testing.assert_array_equal(points, get_batch(key, cfg, 500))
+    jit_points, jit_labels = labeled_batch(key, cfg, 500)
+    np.testing.assert_array_equal(jit_points, batch(key, cfg, 500))
+    np.testing.assert_array_equal(jit_labels, labels)
+    assert set(np.unique(np.asarray(labels))) <= set(range(num_classes(cfg)))
+
+
+@pytest.mark.parametrize("cfg", LABELED, ids=LABELED_IDS)
+def test_class_frequencies_match_the_label_frequencies(cfg):
+    n = 40_000
+    _, labels = labeled_batch(jax.random.key(1), cfg, n)
+    expected = class_frequencies(cfg)
+    assert expected.shape == (num_classes(cfg),)
+    assert abs(expected.sum() - 1.0) < 1e-12
+    observed = np.bincount(np.asarray(labels), minlength=num_classes(cfg)) / n
+    np.testing.assert_array_less(
+        np.abs(observed - expected), Z * np.sqrt(expected * (1 - expected) / n)
+    )
+
+
+def test_number_of_classes_per_dataset():
+    assert num_classes(GaussianMixtureConfig()) == 4
+    assert num_classes(MoonConfig(ambient_dim=4)) == 2
+    assert num_classes(DigitsConfig()) == 10
+    assert num_classes(CatConfig()) == num_classes(SwissRollConfig()) == 0
+
+
+@pytest.mark.parametrize("cfg", [CatConfig(), SwissRollConfig(ambient_dim=3)], ids=["cat", "roll"])
+def test_unlabelled_datasets_refuse_labels(cfg):
+    name = "cat" if isinstance(cfg, CatConfig) else "swiss-roll"
+    with pytest.raises(ValueError, match=f"dataset {name} has no labels"):
+        get_labeled_batch(jax.random.key(0), cfg, 8)
+    with pytest.raises(ValueError, match="no labels"):
+        class_frequencies(cfg)
+
+
+def test_mixture_label_is_the_nearest_component():
+    cfg = GaussianMixtureConfig()  # centres 6 apart, std 0.3: the nearest is the one drawn
+    points, labels = _labeled(cfg, 5000)
+    centres = gaussian_mixture_centres(cfg)
+    nearest = np.linalg.norm(points[:, None] - centres[None], axis=-1).argmin(axis=1)
+    np.testing.assert_array_equal(labels, nearest)
+    # Embedded in R^5: same labels, and the centres embed with the points.
+    embedded = GaussianMixtureConfig(ambient_dim=5)
+    x, embedded_labels = _labeled(embedded, 5000)
+    np.testing.assert_array_equal(embedded_labels, labels)
+    centres_5d = np.asarray(from_plane(centres.astype(np.float32), embedded))
+    np.testing.assert_array_equal(
+        np.linalg.norm(x[:, None] - centres_5d[None], axis=-1).argmin(axis=1), labels
+    )
+
+
+def test_moon_label_is_the_moon_the_point_lies_on():
+    cfg = MoonConfig(noise=0.0, scale=1.0)
+    u, labels = _labeled(cfg, 2000)
+    centre = np.array([0.5, 0.25])
+    outer, inner = u + centre, centre - u  # (cos t, sin t) for the moon the point is on
+    on_outer = np.abs(np.linalg.norm(outer, axis=1) - 1) < 1e-5
+    on_inner = np.abs(np.linalg.norm(inner, axis=1) - 1) < 1e-5
+    # make_moons' labels: 0 the outer moon (upper half circle), 1 the inner one.
+    assert np.all(on_outer[labels == 0] & (outer[labels == 0, 1] >= -1e-6))
+    assert np.all(on_inner[labels == 1] & (inner[labels == 1, 1] >= -1e-6))
+    assert 0 < np.mean(labels) < 1
+
+
+def _labeled(cfg, n, seed=0):
+    points, labels = labeled_batch(jax.random.key(seed), cfg, n)
+    return np.asarray(points), np.asarray(labels)
+
+
+# ----------------------------------------------------------------------------------------------
+# Digits
+# ----------------------------------------------------------------------------------------------
+
+
+def test_digits_are_registered_and_round_trip_through_json():
+    assert DATASET_NAMES["digits"] is DigitsConfig
+    assert from_dict(to_dict(DigitsConfig())) == DigitsConfig()
+
+
+def test_digits_batch_rows_are_sklearn_images_scaled_to_the_unit_interval():
+    digits = load_digits()
+    x, labels = _labeled(DigitsConfig(), 20_000)
+    assert x.shape == (20_000, 64) and x.dtype == np.float32 and data_dim(DigitsConfig()) == 64
+    assert x.min() == -1.0 and x.max() == 1.0
+    grey = (x.astype(np.float64) + 1) * 8
+    np.testing.assert_array_equal(grey, np.round(grey))  # the 17 grey levels, exactly
+    # Every row is one of scikit-learn's images, with that image's label.
+    rows = dict(zip(map(np.ndarray.tobytes, digits.data), digits.target, strict=True))
+    assert all(rows.get(row.tobytes()) == label for row, label in zip(grey, labels, strict=True))
+    sklearn_frequencies = np.bincount(digits.target) / digits.target.size
+    np.testing.assert_allclose(class_frequencies(DigitsConfig()), sklearn_frequencies)
+    observed = np.bincount(labels, minlength=10) / labels.size
+    assert np.max(np.abs(observed - sklearn_frequencies)) < Z * math.sqrt(0.1 * 0.9 / 20_000)
+    assert x[0].reshape(DIGITS_IMAGE_SHAPE).shape == (8, 8)
+
+
+def test_digits_have_no_plane_and_no_density():
+    cfg = DigitsConfig()
+    assert not is_planar(cfg) and is_planar(MoonConfig(ambient_dim=3))
+    x = np.zeros((2, 64), np.float32)
+    for plane_function in (lambda: projection(cfg), lambda: to_plane(x, cfg)):
+        with pytest.raises(ValueError, match="digits is 64-D data"):
+            plane_function()
+    with pytest.raises(ValueError, match="not 2-D points"):
+        from_plane(np.zeros((2, 2), np.float32), cfg)
+    assert not has_log_density(cfg)
+    with pytest.raises(NotImplementedError, match="DigitsConfig"):
+        log_density(cfg, x)
+
+
+def test_digits_inside_jitted_scan():
+    cfg = DigitsConfig()
+    keys = jax.random.split(jax.random.key(0), 3)
+
+    @jax.jit
+    def draw_all(keys):
+        return jax.lax.scan(lambda c, key: (c, get_labeled_batch(key, cfg, 64)), None, keys)[1]
+
+    assert "callback" not in str(jax.make_jaxpr(draw_all)(keys))
+    points, labels = draw_all(keys)
+    assert points.shape == (3, 64, 64) and labels.shape == (3, 64)
+    np.testing.assert_array_equal(points[1], get_batch(keys[1], cfg, 64))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jax_gen.config import MLPConfig, MoonConfig, ResNetConfig
-from jax_gen.models import MLP, ResNet, SinusoidalTimeEmbed, create_model
+from jax_gen.models import MLP, ClassConditioned, ResNet, SinusoidalTimeEmbed, create_model
 
 MODEL_CONFIGS = [
     MLPConfig(hidden_dim=32, depth=2),
@@ -75,3 +75,75 @@ def test_same_key_same_weights_and_unknown_config_rejected():
     )
     with pytest.raises(TypeError, match="MoonConfig"):
         create_model(MoonConfig(), jax.random.key(0), 2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Class conditioning
+# ----------------------------------------------------------------------------------------------
+
+
+def _leaves(model):
+    return jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))
+
+
+@pytest.mark.parametrize("cfg", MODEL_CONFIGS, ids=repr)
+def test_conditional_model_output_depends_on_the_label(cfg):
+    model = create_model(cfg, jax.random.key(0), data_dim=3, num_classes=4)
+    assert model.num_classes == 4
+    assert model.class_embed.weight.shape == (5, cfg.time_embed_dim)
+    t, x = jnp.float32(0.4), jnp.array([0.3, -1.0, 0.5])
+    outputs = jax.vmap(model, in_axes=(None, None, 0))(t, x, jnp.arange(5, dtype=jnp.int32))
+    assert outputs.shape == (5, 3)
+    gaps = np.linalg.norm(outputs[:, None] - outputs[None], axis=-1)
+    assert np.all(gaps[~np.eye(5, dtype=bool)] > 1e-3), "five different classes (null included)"
+    # label=None is the null class, the last row of the table.
+    np.testing.assert_allclose(model(t, x), outputs[4], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(model(t, x, label=None), model(t, x, label=jnp.int32(4)))
+    np.testing.assert_allclose(model(t, x, 2), outputs[2], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cfg", MODEL_CONFIGS, ids=repr)
+def test_unconditional_model_is_unchanged_and_refuses_labels(cfg):
+    model = create_model(cfg, jax.random.key(3), data_dim=2)
+    same = create_model(cfg, jax.random.key(3), data_dim=2, num_classes=0)
+    assert model.class_embed is None and model.num_classes == 0
+    for a, b in zip(_leaves(model), _leaves(same), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="unconditional but was given a label"):
+        model(jnp.float32(0.5), jnp.ones(2), label=jnp.int32(1))
+
+
+def test_class_table_is_trainable_and_only_the_rows_used_get_gradient():
+    model = create_model(MLPConfig(hidden_dim=16, depth=2), jax.random.key(0), 2, num_classes=3)
+
+    def loss(m, labels):
+        out = jax.vmap(m, in_axes=(None, 0, 0))(jnp.float32(0.5), jnp.ones((4, 2)), labels)
+        return jnp.sum(out**2)
+
+    grads = eqx.filter_grad(loss)(model, jnp.array([0, 0, 2, 2], jnp.int32))
+    row_norms = np.linalg.norm(np.asarray(grads.class_embed.weight), axis=1)
+    assert row_norms[0] > 0 and row_norms[2] > 0
+    assert row_norms[1] == 0 and row_norms[3] == 0  # the null class (row 3) was not used
+    grads = eqx.filter_grad(loss)(model, jnp.array([3, 3, 1, 1], jnp.int32))
+    assert np.linalg.norm(np.asarray(grads.class_embed.weight[3])) > 0
+
+
+def test_negative_number_of_classes_is_rejected():
+    with pytest.raises(ValueError, match="num_classes"):
+        create_model(MLPConfig(), jax.random.key(0), 2, num_classes=-1)
+
+
+def test_class_conditioned_fixes_the_label_without_recompiling():
+    model = create_model(ResNetConfig(hidden_dim=16, num_blocks=1), jax.random.key(1), 2, 3)
+    x = jnp.ones((4, 2))
+
+    @eqx.filter_jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def apply(f, x):
+        return jax.vmap(f, in_axes=(None, 0))(jnp.float32(0.2), x)
+
+    for label in range(3):
+        expected = jax.vmap(lambda z, k=label: model(jnp.float32(0.2), z, label=k))(x)
+        np.testing.assert_allclose(apply(ClassConditioned(model, label), x), expected, rtol=1e-6)
+    null = ClassConditioned(model, None)
+    np.testing.assert_allclose(null(jnp.float32(0.2), x[0]), model(jnp.float32(0.2), x[0]))

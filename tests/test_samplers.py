@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import GaussianOracle
+from helpers import SCHEDULES, GaussianOracle
 
 from jax_gen.config import (
     DDPMStrategyConfig,
@@ -16,7 +16,18 @@ from jax_gen.config import (
     SamplerName,
 )
 from jax_gen.models import create_model
-from jax_gen.samplers import TABLEAUS, _ddim_update, evals_per_step, nfe_schedule, sample
+from jax_gen.parameterization import path_coefficients
+from jax_gen.samplers import (
+    TABLEAUS,
+    _ddim_update,
+    evals_per_step,
+    log_snr,
+    nfe_schedule,
+    sample,
+    snap_to_levels,
+    time_grid,
+)
+from jax_gen.schedules import VEGeometricSchedule
 from jax_gen.strategies import create_strategy
 
 MEAN, STD = jnp.array([2.0, -1.0]), 0.5
@@ -30,6 +41,9 @@ class ExponentialODE(eqx.Module):
 
     def velocity(self, model, t, z):
         return t * z
+
+    def training_levels(self):
+        return None  # any time
 
     def sample_from_source_distribution(self, key, num_samples, data_dim):
         return jax.random.normal(key, (num_samples, data_dim))
@@ -194,3 +208,205 @@ def test_nfe_schedule_hits_each_budget_exactly():
             2,
             dataclasses.replace(SamplerConfig(), sampler="bogus"),
         )
+
+
+GRID_SCHEDULES = {**SCHEDULES, "ve": VEGeometricSchedule()}
+
+
+@pytest.mark.parametrize("name", sorted(GRID_SCHEDULES))
+def test_logsnr_grid_runs_from_0_to_1_in_equal_steps_of_log_snr(name):
+    schedule = GRID_SCHEDULES[name]
+    grid = time_grid(schedule, 12, "logsnr")
+    assert grid.shape == (13,) and grid.dtype == jnp.float32
+    assert float(grid[0]) == 0.0 and float(grid[-1]) == 1.0
+    assert np.all(np.diff(np.asarray(grid)) > 0)
+    increments = np.diff(np.asarray(log_snr(schedule, grid)))
+    np.testing.assert_allclose(increments, increments.mean(), rtol=1e-4)
+
+
+def test_uniform_grid_is_i_over_n_and_needs_no_schedule():
+    np.testing.assert_array_equal(time_grid(None, 8), np.arange(9, dtype=np.float32) / 8)
+
+
+def _old_uniform_loop(strategy, oracle, key, num_steps, sampler):
+    """The samplers' loop before time grids existed: t = i / N, dt = 1 / N."""
+    source_key, path_key = jax.random.split(key)
+    x0 = strategy.sample_from_source_distribution(source_key, 64, 2)
+    times = jnp.arange(num_steps, dtype=jnp.float32) / jnp.float32(num_steps)
+    dt = 1.0 / num_steps
+    velocity = jax.vmap(lambda t, z: strategy.velocity(oracle, t, z), in_axes=(None, 0))
+    denoise = jax.vmap(lambda t, z: strategy.denoise(oracle, t, z), in_axes=(None, 0))
+
+    def step(t, step_key, x):
+        if sampler == "ddim":
+            x_hat, eps_hat = denoise(t, x)
+            return _ddim_update(strategy.schedule, t, t + dt, x, x_hat, eps_hat, 0.0, step_key)
+        a, b, c = TABLEAUS[sampler]
+        stages = []
+        for a_i, c_i in zip(((),) + a, c, strict=True):
+            increment = sum((a_ij * k for a_ij, k in zip(a_i, stages, strict=True)), 0.0)
+            stages.append(velocity(t + c_i * dt, x + dt * increment))
+        return x + dt * sum(b_i * k for b_i, k in zip(b, stages, strict=True))
+
+    def loop():
+        keys = jax.random.split(path_key, num_steps)
+        _, states = jax.lax.scan(lambda x, tk: (step(*tk, x),) * 2, x0, (times, keys))
+        return jnp.concatenate([x0[None], states])
+
+    return jax.jit(loop)()
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "rk4"])
+def test_uniform_grid_reproduces_the_fixed_step_loop_exactly(sampler):
+    # Flow matching trains at every t, so its grid is not moved onto training levels.
+    strategy = create_strategy(FlowMatchingStrategyConfig(prediction="eps"))
+    oracle = GaussianOracle(strategy, MEAN, STD)
+    key = jax.random.key(4)
+    result = sample(strategy, oracle, key, 64, 2, SamplerConfig(sampler, 7))
+    np.testing.assert_array_equal(
+        result.trajectory, _old_uniform_loop(strategy, oracle, key, 7, sampler)
+    )
+
+
+def _exact_landing(strategy, source, last_time):
+    """Where the exact flow of N(MEAN, STD^2) data sends ``source``, denoised at ``last_time``.
+
+    The flow keeps u = (z - alpha MEAN) / sqrt(alpha^2 STD^2 + sigma^2) constant (path read
+    clipped from t = 0 on); a last step onto t = 1 lands on E[x | z] at the previous grid time,
+    MEAN + STD u alpha STD / sqrt(alpha^2 STD^2 + sigma^2).
+    """
+    start = path_coefficients(strategy.schedule, 0.0)
+    u = (source - start.alpha * MEAN) / jnp.sqrt(start.alpha**2 * STD**2 + start.sigma**2)
+    c = path_coefficients(strategy.schedule, last_time)
+    return MEAN + STD * u * c.alpha * STD / jnp.sqrt(c.alpha**2 * STD**2 + c.sigma**2)
+
+
+@pytest.mark.parametrize(
+    "cfg", [DDPMStrategyConfig(), FlowMatchingStrategyConfig()], ids=["ddpm", "flow"]
+)
+def test_dpm_solver_is_second_order_on_the_flow_of_gaussian_data(cfg):
+    strategy = create_strategy(cfg)
+    oracle = GaussianOracle(strategy, MEAN, STD)
+    errors = []
+    for steps in (64, 128):
+        sampler = SamplerConfig(
+            "dpm-solver", steps, time_grid="logsnr", snap_to_training_times=False
+        )
+        result = sample(strategy, oracle, jax.random.key(0), 200, 2, sampler)
+        assert int(result.nfe) == steps and result.trajectory.shape == (steps + 1, 200, 2)
+        last_time = time_grid(strategy.schedule, steps, "logsnr")[-2]
+        exact = _exact_landing(strategy, result.trajectory[0], last_time)
+        errors.append(float(jnp.max(jnp.abs(result.samples - exact))))
+    assert 1.75 < np.log2(errors[0] / errors[1]) < 2.25
+
+
+def test_dpm_solver_takes_a_ddim_step_first_and_lands_on_the_denoised_point_last():
+    strategy = create_strategy(DDPMStrategyConfig())
+    oracle = GaussianOracle(strategy, MEAN, STD)
+    key = jax.random.key(2)
+    grid = dict(time_grid="logsnr", snap_to_training_times=False)
+    dpm = sample(strategy, oracle, key, 64, 2, SamplerConfig("dpm-solver", 5, **grid))
+    ddim = sample(strategy, oracle, key, 64, 2, SamplerConfig("ddim", 5, **grid))
+    np.testing.assert_allclose(dpm.trajectory[1], ddim.trajectory[1], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(dpm.trajectory[2], ddim.trajectory[2], atol=1e-3)
+    last_time = time_grid(strategy.schedule, 5, "logsnr")[-2]
+    x_hat, _ = jax.vmap(strategy.denoise, in_axes=(None, None, 0))(
+        oracle, last_time, dpm.trajectory[-2]
+    )
+    np.testing.assert_allclose(dpm.samples, x_hat, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "cfg", [DDPMStrategyConfig(), FlowMatchingStrategyConfig()], ids=["ddpm", "flow"]
+)
+def test_dpm_solver_recovers_gaussian_data_in_ten_steps(cfg):
+    strategy = create_strategy(cfg)
+    oracle = GaussianOracle(strategy, MEAN, STD)
+    sampler = SamplerConfig("dpm-solver", 10, time_grid="logsnr", snap_to_training_times=False)
+    result = sample(strategy, oracle, jax.random.key(5), 4000, 2, sampler)
+    assert int(result.nfe) == 10
+    np.testing.assert_allclose(result.samples.mean(0), MEAN, atol=0.03)
+    np.testing.assert_allclose(result.samples.std(0), STD, rtol=0.03)
+    again = sample(strategy, oracle, jax.random.key(5), 4000, 2, sampler)
+    np.testing.assert_array_equal(result.samples, again.samples)
+
+
+@pytest.mark.parametrize("name", ["euler", "ddim", "euler-maruyama"])
+def test_fixed_step_samplers_follow_the_logsnr_grid(name):
+    # The trajectory's frame i holds z at t_i: its mean is alpha(t_i) MEAN for Gaussian data.
+    strategy = create_strategy(DDPMStrategyConfig())
+    oracle = GaussianOracle(strategy, MEAN, STD)
+    result = sample(
+        strategy,
+        oracle,
+        jax.random.key(6),
+        2000,
+        2,
+        SamplerConfig(name, 40, time_grid="logsnr", snap_to_training_times=False),
+    )
+    assert np.all(np.isfinite(result.trajectory)) and int(result.nfe) == 40
+    grid = time_grid(strategy.schedule, 40, "logsnr")
+    alpha = path_coefficients(strategy.schedule, grid).alpha
+    np.testing.assert_allclose(
+        result.trajectory.mean(1), alpha[:, None] * MEAN, atol=0.05 if name == "ddim" else 0.1
+    )
+
+
+def test_time_grid_is_only_for_fixed_step_samplers():
+    for name in ("default", "adaptive"):
+        with pytest.raises(ValueError, match="time_grid='logsnr'"):
+            SamplerConfig(name, time_grid="logsnr")
+    with pytest.raises(ValueError, match="time_grid='log'"):
+        SamplerConfig("euler", time_grid="log")
+
+
+# ----------------------------------------------------------------------------------------------
+# Grids on a discrete-time strategy's training times
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("levels, steps", [(100, 8), (100, 24), (100, 25), (10, 10), (20, 19)])
+@pytest.mark.parametrize("kind", ["uniform", "logsnr"])
+def test_snap_to_levels_lands_on_training_times_and_stays_increasing(levels, steps, kind):
+    schedule = SCHEDULES["vp"]
+    grid = time_grid(schedule, steps, kind)
+    snapped = np.asarray(snap_to_levels(grid, levels))
+    k = snapped * levels
+    np.testing.assert_allclose(k, np.round(k), atol=1e-4)
+    assert snapped[0] == 0.0 and snapped[-1] == 1.0
+    assert np.all(np.diff(snapped) > 0)
+    # Never further from the original time than needed to keep the steps distinct.
+    assert np.max(np.abs(snapped - np.asarray(grid))) <= (0.5 if kind == "logsnr" else 1.0 / levels)
+    if kind == "uniform" and levels % steps == 0:
+        np.testing.assert_array_equal(snapped, np.asarray(grid))
+
+
+class OnLevelsOnly:
+    """A model that is the exact Gaussian denoiser at the times k / T and NaN between them."""
+
+    def __init__(self, strategy, mean, std):
+        self.oracle = GaussianOracle(strategy, mean, std)
+        self.levels = strategy.num_transport_steps
+
+    def __call__(self, t, z):
+        on_level = jnp.abs(t * self.levels - jnp.round(t * self.levels)) < 1e-3
+        return jnp.where(on_level, self.oracle(t, z), jnp.nan)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "euler", "dpm-solver", "euler-maruyama"])
+@pytest.mark.parametrize("kind", ["uniform", "logsnr"])
+def test_samplers_query_a_ddpm_network_only_at_its_training_times(sampler, kind):
+    strategy = create_strategy(DDPMStrategyConfig(num_transport_steps=100))
+    model = OnLevelsOnly(strategy, [1.0, -2.0], 0.5)
+    cfg = SamplerConfig(sampler=sampler, num_sampling_steps=24, time_grid=kind)
+    result = sample(strategy, model, jax.random.key(0), 500, 2, cfg)
+    samples = np.asarray(result.samples)
+    assert np.isfinite(samples).all()
+    np.testing.assert_allclose(samples.mean(0), [1.0, -2.0], atol=0.1)
+    # Unsnapped, or with more steps than levels (which cannot be snapped), this model shows it.
+    for off_levels in (
+        dataclasses.replace(cfg, snap_to_training_times=False),
+        dataclasses.replace(cfg, num_sampling_steps=150),
+    ):
+        samples = sample(strategy, model, jax.random.key(0), 8, 2, off_levels).samples
+        assert not np.isfinite(np.asarray(samples)).all()

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 from helpers import STRATEGY_CFGS, STRATEGY_IDS, GaussianOracle, strategy_configs
 
-from jax_gen.config import DDPMStrategyConfig, FlowMatchingStrategyConfig, MLPConfig
+from jax_gen.config import (
+    DDPMStrategyConfig,
+    FlowMatchingStrategyConfig,
+    MLPConfig,
+    ScoreMatchingStrategyConfig,
+)
 from jax_gen.models import create_model
 from jax_gen.parameterization import path_coefficients
 from jax_gen.strategies import DDPMStrategy, FlowMatchingStrategy, create_strategy
@@ -126,3 +131,35 @@ def test_sampling_is_deterministic_and_starts_from_the_source(cfg):
     np.testing.assert_array_equal(
         traj_a[0], strategy.sample_from_source_distribution(source_key, 64, 2)
     )
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        FlowMatchingStrategyConfig(prediction="v"),
+        DDPMStrategyConfig(prediction="x", loss_target="v"),
+        ScoreMatchingStrategyConfig(),
+    ],
+    ids=["flow-v", "ddpm-x-vloss", "score-eps"],
+)
+def test_loss_fn_passes_the_label_to_the_model(cfg):
+    strategy = create_strategy(cfg)
+    model = create_model(MLPConfig(hidden_dim=16, depth=2), jax.random.key(1), 2, num_classes=3)
+    x, key = jnp.array([1.0, -0.5]), jax.random.key(4)
+    time_key, noise_key = jax.random.split(key)
+    t = strategy.sample_time(time_key)
+    z, target = strategy.forward(t, x, noise_key)
+    c = path_coefficients(strategy.schedule, t)
+    losses = []
+    for label in range(4):  # 3 is the null class
+        output = model(t, z, label=jnp.int32(label))
+        if cfg.loss_target == "v":
+            output = strategy.parameterization.to_velocity(output, z, c)
+        expected = jnp.mean((output - target) ** 2)
+        loss = strategy.loss_fn(model, x, key, jnp.int32(label))
+        np.testing.assert_allclose(loss, expected, rtol=1e-5)
+        losses.append(float(loss))
+    assert len(set(losses)) == 4
+    np.testing.assert_allclose(strategy.loss_fn(model, x, key), losses[3], rtol=1e-5)
+    # A model of (t, x) alone is called as before.
+    assert np.isfinite(strategy.loss_fn(GaussianOracle(strategy, MEAN, STD), x, key))

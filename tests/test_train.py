@@ -6,10 +6,26 @@ import pytest
 from helpers import STRATEGY_CFGS, STRATEGY_IDS
 
 import jax_gen.train as train_module
-from jax_gen.config import GaussianMixtureConfig, MLPConfig, OptimizerConfig, TrainConfig
+from jax_gen.config import (
+    CatConfig,
+    DigitsConfig,
+    GaussianMixtureConfig,
+    MLPConfig,
+    MoonConfig,
+    OptimizerConfig,
+    SwissRollConfig,
+    TrainConfig,
+)
+from jax_gen.data import get_batch
 from jax_gen.models import create_model
 from jax_gen.strategies import create_strategy
-from jax_gen.train import make_optimizer, train
+from jax_gen.train import (
+    check_conditioning,
+    drop_labels,
+    make_optimizer,
+    model_num_classes,
+    train,
+)
 
 GMM = GaussianMixtureConfig()
 CORNERS = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]]) * GMM.scale
@@ -97,3 +113,143 @@ def test_learning_rate_schedule_warms_up_and_decays():
     assert step_sizes[0] < 1e-3  # warmup starts near zero
     assert abs(step_sizes[10] - 1e-2) < 1e-3  # peak after warmup (Adam's unit step)
     assert abs(step_sizes[-1] - 1e-3) < 2e-4  # cosine ends at the final fraction
+
+
+# ----------------------------------------------------------------------------------------------
+# Class-conditional training
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5])
+def test_label_dropout_outside_the_unit_interval_is_rejected(rate):
+    with pytest.raises(ValueError, match="label_dropout"):
+        TrainConfig(label_dropout=rate)
+    assert TrainConfig(label_dropout=0.0).label_dropout == 0.0
+    assert TrainConfig(label_dropout=1.0).label_dropout == 1.0
+
+
+def test_conditioning_needs_a_labelled_dataset():
+    conditional = TrainConfig(conditional=True)
+    for dataset, name in ((CatConfig(), "cat"), (SwissRollConfig(ambient_dim=3), "swiss-roll")):
+        with pytest.raises(ValueError, match=f"dataset {name} has no labels"):
+            check_conditioning(dataset, conditional)
+        with pytest.raises(ValueError, match=name):
+            model_num_classes(dataset, conditional)
+        assert model_num_classes(dataset, TrainConfig()) == 0
+    assert model_num_classes(GMM, conditional) == 4
+    assert model_num_classes(MoonConfig(), conditional) == 2
+    assert model_num_classes(DigitsConfig(), conditional) == 10
+    assert model_num_classes(GMM, TrainConfig()) == 0
+
+
+def test_drop_labels_replaces_a_fraction_rate_by_the_null_class():
+    labels = jnp.tile(jnp.arange(4, dtype=jnp.int32), 5000)
+    key = jax.random.key(0)
+    np.testing.assert_array_equal(drop_labels(key, labels, 4, 0.0), labels)
+    np.testing.assert_array_equal(drop_labels(key, labels, 4, 1.0), jnp.full_like(labels, 4))
+    dropped = np.asarray(drop_labels(key, labels, 4, 0.3))
+    kept = dropped != 4
+    np.testing.assert_array_equal(dropped[kept], np.asarray(labels)[kept])
+    n = labels.size
+    assert abs(np.mean(~kept) - 0.3) < 5 * np.sqrt(0.3 * 0.7 / n)
+    assert dropped.dtype == np.int32
+
+
+def _key_data(key):
+    return tuple(np.asarray(jax.random.key_data(key)).ravel().tolist())
+
+
+def test_conditional_step_keeps_the_batch_and_loss_keys_of_the_unconditional_step(monkeypatch):
+    """The labels use a key of their own: unconditional runs draw exactly what they did."""
+    seen = {}
+
+    def recorder(name, fn, key_position):
+        def wrapped(*args, **kwargs):
+            seen.setdefault(name, []).append(_key_data(args[key_position]))
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    def cheap_loss(model, strategy, batch, key, labels=None):
+        # Only the keys matter here; an eager batch loss and its gradient would be slow.
+        return jnp.sum(model.layers[-1].bias) * 0.0
+
+    for name, position in (
+        ("get_batch", 0),
+        ("get_labeled_batch", 0),
+        ("drop_labels", 0),
+        ("batch_loss", 3),
+    ):
+        original = cheap_loss if name == "batch_loss" else getattr(train_module, name)
+        monkeypatch.setattr(train_module, name, recorder(name, original, position))
+    strategy = create_strategy(STRATEGY_CFGS[0])
+    optimizer = make_optimizer(OptimizerConfig(), 10)
+    step_key = jax.random.key(17)
+    kwargs = dict(strategy=strategy, optimizer=optimizer, dataset=GMM, batch_size=8, ema_decay=0.9)
+    for conditional in (False, True):
+        model = create_model(TINY, jax.random.key(0), 2, num_classes=4 if conditional else 0)
+        state = train_module.init_train_state(model, optimizer)
+        train_module.train_step(state, step_key, conditional=conditional, **kwargs)
+    batch_key, loss_key = (_key_data(k) for k in jax.random.split(step_key))
+    assert seen["get_batch"] == [batch_key] and seen["get_labeled_batch"] == [batch_key]
+    assert seen["batch_loss"] == [loss_key, loss_key]
+    assert seen["drop_labels"][0] not in (batch_key, loss_key)
+
+
+def test_unconditional_training_is_the_plain_loop():
+    """The loop without conditioning, written out from public pieces, gives the same run."""
+    train_cfg = TrainConfig(batch_size=32, train_steps=12, log_interval=4, ema_decay=0.9)
+    opt_cfg = OptimizerConfig(learning_rate=3e-3, warmup_steps=5)
+    strategy = create_strategy(STRATEGY_CFGS[1])
+    init_key, train_key = jax.random.split(jax.random.key(2))
+    model = create_model(TINY, init_key, data_dim=2)
+    trained, _, losses = train(strategy, model, GMM, train_cfg, opt_cfg, train_key)
+
+    optimizer = make_optimizer(opt_cfg, train_cfg.train_steps)
+
+    @eqx.filter_jit
+    def step(model, opt_state, key):
+        batch_key, loss_key = jax.random.split(key)
+        batch = get_batch(batch_key, GMM, train_cfg.batch_size)
+        keys = jax.random.split(loss_key, train_cfg.batch_size)
+
+        def loss(m):
+            return jnp.mean(jax.vmap(strategy.loss_fn, in_axes=(None, 0, 0))(m, batch, keys))
+
+        value, grads = eqx.filter_value_and_grad(loss)(model)
+        params = eqx.filter(model, eqx.is_inexact_array)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return eqx.apply_updates(model, updates), opt_state, value
+
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    reference = []
+    for s in range(train_cfg.train_steps):
+        model, opt_state, value = step(model, opt_state, jax.random.fold_in(train_key, s))
+        reference.append(value)
+    np.testing.assert_allclose(losses, np.asarray(reference), rtol=1e-6)
+    for a, b in zip(leaves(trained), leaves(model), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_null_class_is_learned_only_with_label_dropout():
+    def null_row_after_training(label_dropout):
+        train_cfg = TrainConfig(
+            batch_size=32,
+            train_steps=3,
+            log_interval=3,
+            conditional=True,
+            label_dropout=label_dropout,
+        )
+        init_key, train_key = jax.random.split(jax.random.key(0))
+        model = create_model(TINY, init_key, data_dim=2, num_classes=4)
+        opt = OptimizerConfig(warmup_steps=0)
+        strategy = create_strategy(STRATEGY_CFGS[1])
+        trained, _, losses = train(strategy, model, GMM, train_cfg, opt, train_key)
+        assert np.all(np.isfinite(np.asarray(losses)))
+        return np.asarray(model.class_embed.weight), np.asarray(trained.class_embed.weight)
+
+    before, after = null_row_after_training(0.0)
+    np.testing.assert_array_equal(after[4], before[4])  # never seen: zero gradient, no step
+    assert np.all(np.any(after[:4] != before[:4], axis=1))
+    before, after = null_row_after_training(0.5)
+    assert np.all(np.any(after != before, axis=1))

@@ -22,7 +22,7 @@ import numpy as np
 from jax_gen.config import ExperimentConfig, from_dict, to_dict
 from jax_gen.files import atomic_output
 from jax_gen.models import create_model
-from jax_gen.train import TrainState, init_train_state, make_optimizer
+from jax_gen.train import TrainState, init_train_state, make_optimizer, model_num_classes
 
 FORMAT = "jax_gen-checkpoint"
 VERSION = 1
@@ -49,7 +49,8 @@ class Checkpoint:
 
 def skeleton(config: ExperimentConfig, data_dim: int) -> TrainState:
     """A state with the right structure, shapes and dtypes for ``config`` (values arbitrary)."""
-    model = create_model(config.model, jax.random.key(0), data_dim)
+    num_classes = model_num_classes(config.dataset, config.train)
+    model = create_model(config.model, jax.random.key(0), data_dim, num_classes)
     return init_train_state(model, make_optimizer(config.optimizer, config.train.train_steps))
 
 

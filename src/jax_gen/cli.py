@@ -48,7 +48,13 @@ from jax_gen.metrics import distance_and_floor, energy_distance, mmd, sliced_was
 from jax_gen.models import create_model
 from jax_gen.samplers import sample
 from jax_gen.strategies import create_strategy
-from jax_gen.train import init_train_state, make_optimizer, run_keys, train_chunks
+from jax_gen.train import (
+    init_train_state,
+    make_optimizer,
+    model_num_classes,
+    run_keys,
+    train_chunks,
+)
 
 
 def _choice(registry: dict[str, type]) -> Any:
@@ -382,7 +388,9 @@ def run_train(cmd: TrainCommand) -> None:
         state, losses = saved.state, [saved.losses]
         say(f"resuming {model_path} at step {int(state.step)}/{cfg.train.train_steps}")
     else:
-        model = create_model(cfg.model, init_key, data_dim)
+        model = create_model(
+            cfg.model, init_key, data_dim, model_num_classes(cfg.dataset, cfg.train)
+        )
         state, losses = init_train_state(model, optimizer), []
     rerun = open_rerun(cmd.rerun, model_path, "train")
 

@@ -11,6 +11,7 @@ serialise to JSON (``to_dict`` / ``from_dict``) because checkpoints store them.
 import contextlib
 import contextvars
 import dataclasses
+import math
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ SamplerName = Literal[
     "adaptive",
     "euler-maruyama",
     "pc",
+    "dpm-solver",
 ]
 
 
@@ -317,7 +319,16 @@ class GaussianMixtureConfig(Validated):
         _check_ambient_dim(self)
 
 
-DatasetConfig = CatConfig | MoonConfig | SwissRollConfig | GaussianMixtureConfig
+@dataclass(frozen=True)
+class DigitsConfig(Validated):
+    """scikit-learn's 8x8 handwritten digits (1797 images, labels 0-9), bundled, no download.
+
+    Each point is one image's 64 grey levels (0..16, row-major) scaled to [-1, 1]: 64-D data,
+    not a 2-D dataset, so it has no ambient_dim and no plane to plot.
+    """
+
+
+DatasetConfig = CatConfig | MoonConfig | SwissRollConfig | GaussianMixtureConfig | DigitsConfig
 
 # ----------------------------------------------------------------------------------------------
 # Sampling
@@ -330,7 +341,8 @@ class SamplerConfig(Validated):
 
     sampler: SamplerName = "default"
     """`default` (the strategy's own step), `ddim`, `ancestral` (DDIM with eta 1), the ODE
-    solvers `euler`, `midpoint`, `heun`, `rk4`, `adaptive` (diffrax Tsit5), the SDE solver
+    solvers `euler`, `midpoint`, `heun`, `rk4`, `adaptive` (diffrax Tsit5), `dpm-solver`
+    (DPM-Solver++(2M), second order at one network evaluation per step), the SDE solver
     `euler-maruyama`, or `pc` (predictor-corrector)."""
     num_sampling_steps: int | None = None
     """Steps of the sampler (default: the strategy's num-transport-steps)."""
@@ -344,11 +356,31 @@ class SamplerConfig(Validated):
     """Langevin corrector steps at each time, before the predictor step (`pc`)."""
     snr: float = 0.1
     """Signal-to-noise ratio that sets the corrector's step size (`pc`)."""
+    time_grid: Literal["uniform", "logsnr"] = "uniform"
+    """Times of the fixed-step samplers: `uniform` in t, or `logsnr`, uniform in the
+    log signal-to-noise ratio log(alpha / sigma) (fewer steps near the noise end of a
+    variance-preserving path). `default` keeps the strategy's own grid, `adaptive` picks its
+    own steps."""
+    guidance_scale: float = 1.0
+    """Classifier-free guidance of a class-conditional model: w = 0 unconditional, 1
+    conditional, above 1 pushed further towards the class (uncond + w (cond - uncond))."""
+    snap_to_training_times: bool = True
+    """Move the fixed-step samplers' grid onto the times a DDPM or score-matching network was
+    trained at (k / T; needs at most T steps), since between them it answers for inputs it
+    never saw. No effect on flow matching, which trains at every t."""
 
     def validate(self) -> None:
         _check_choice(self, "sampler", typing.get_args(SamplerName))
+        _check_choice(self, "time_grid", ("uniform", "logsnr"))
+        if self.time_grid != "uniform" and self.sampler in ("default", "adaptive"):
+            raise ValueError(
+                f"time_grid={self.time_grid!r} needs a fixed-step sampler, not "
+                f"sampler={self.sampler!r}"
+            )
         if self.num_sampling_steps is not None:
             _check_positive(self, "num_sampling_steps")
+        if not (math.isfinite(self.guidance_scale) and self.guidance_scale >= 0):
+            raise ValueError(f"guidance_scale={self.guidance_scale!r} must be >= 0")
         _check_unit_interval(self, "eta", closed_right=True)
         _check_positive(self, "rtol", "atol", "snr")
         _check_non_negative(self, "corrector_steps")
@@ -392,10 +424,16 @@ class TrainConfig(Validated):
     """Seed of every random draw (initialisation, data, noise)."""
     ema_decay: float = 0.999
     """Decay of the exponential moving average of the weights (0 disables it)."""
+    conditional: bool = False
+    """Train a class-conditional model on the dataset's labels."""
+    label_dropout: float = 0.1
+    """Probability a training label is replaced by the null class, so the one network also
+    learns the unconditional model classifier-free guidance needs."""
 
     def validate(self) -> None:
         _check_positive(self, "batch_size", "train_steps", "log_interval")
         _check_unit_interval(self, "ema_decay")
+        _check_unit_interval(self, "label_dropout", closed_right=True)
 
 
 @dataclass(frozen=True)
@@ -424,6 +462,7 @@ DATASETS: dict[str, type] = {
     "moon": MoonConfig,
     "swiss-roll": SwissRollConfig,
     "gaussian-mixture": GaussianMixtureConfig,
+    "digits": DigitsConfig,
 }
 
 
@@ -453,6 +492,7 @@ _ALL_CONFIGS: dict[str, type] = {
         MoonConfig,
         SwissRollConfig,
         GaussianMixtureConfig,
+        DigitsConfig,
         OptimizerConfig,
         TrainConfig,
         ExperimentConfig,
@@ -495,6 +535,7 @@ __all__ = [
     "DATASETS",
     "DDPMStrategyConfig",
     "DatasetConfig",
+    "DigitsConfig",
     "ExperimentConfig",
     "FlowMatchingStrategyConfig",
     "GaussianMixtureConfig",

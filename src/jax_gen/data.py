@@ -1,4 +1,4 @@
-"""Jittable samplers of the training distributions: cat, two moons, swiss roll, Gaussians.
+"""Jittable samplers of the training distributions: cat, moons, swiss roll, Gaussians, digits.
 
 :func:`get_batch` draws a batch of i.i.d. points from the distribution a dataset config describes.
 It dispatches on the config's type, so a new dataset needs only a config class and a registered
@@ -12,11 +12,25 @@ sampler::
 annotation inference cannot see). Samplers are pure functions of the key, with the config and
 the batch size static, so ``jax.jit(get_batch, static_argnums=(1, 2))`` compiles one sampler
 per (config, batch size) and a training loop can draw batches inside ``lax.scan`` without a host
-round trip. Points are float32, shape (batch, D) with D = ``cfg.ambient_dim``, whatever
+round trip. Points are float32, shape (batch, D) with D = :func:`data_dim` (cfg), whatever
 ``jax_enable_x64`` says.
 
-**Ambient dimension.** Every dataset is 2-D. A sampler (built-in or registered) returns the 2-D
-points u; :func:`get_batch` itself embeds them in a fixed random plane of R^D,
+**Labels.** The Gaussian mixture (4 classes: the component), the two moons (2 classes: the moon)
+and the digits (10 classes: the digit) are labelled. :func:`get_labeled_batch` draws the points
+together with their int32 labels in {0, ..., K - 1}, K = :func:`num_classes` (cfg), and
+:func:`get_batch` returns exactly the same points for the same key (it is the labelled sampler
+with the labels dropped), so the labels cost an unconditional run nothing and change none of
+its draws. :func:`class_frequencies` gives the probability of each label. Cat and swiss roll
+have no labels (``num_classes`` 0). A labelled dataset registers its sampler, which returns
+(points, labels), with ``get_labeled_batch.register``, its label probabilities with
+``class_frequencies.register``, and a ``get_batch`` that drops the labels.
+
+**Digits.** scikit-learn's bundled 8x8 handwritten digits: points of R^64 (an image's grey
+levels, row-major), not 2-D data. :func:`is_planar` is False for them, :func:`data_dim` is 64,
+and the plane functions below refuse them.
+
+**Ambient dimension.** Every other dataset is 2-D. A sampler (built-in or registered) returns
+the 2-D points u; :func:`get_batch` itself embeds them in a fixed random plane of R^D,
 
     x = u P^T,    P = projection(cfg), a (D, 2) matrix with orthonormal columns,
 
@@ -37,10 +51,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 from PIL import Image, UnidentifiedImageError
 
-from jax_gen.config import CatConfig, GaussianMixtureConfig, MoonConfig, SwissRollConfig
+from jax_gen.config import (
+    DATASETS,
+    CatConfig,
+    DigitsConfig,
+    GaussianMixtureConfig,
+    MoonConfig,
+    SwissRollConfig,
+    name_of,
+)
 
 _DTYPE = jnp.float32
 
@@ -60,12 +82,43 @@ def cat_image_path(cfg: CatConfig) -> Path:
     return Path(__file__).resolve().parents[2] / "assets" / "cat.png"
 
 
-def _dispatch_on_config(func):
+def _dataset_name(cfg: Any) -> str:
+    """The registry name of a built-in dataset config (``"cat"``), else its class name."""
+    try:
+        return name_of(cfg)
+    except ValueError:
+        return type(cfg).__name__
+
+
+def _embed(points: Float[Array, "batch n"], cfg: Any, dim: int) -> Float[Array, "batch dim"]:
+    """A sampler's points as :func:`get_batch` returns them: embedded in R^D if 2-D and D > 2."""
+    if not is_planar(cfg):
+        if points.shape[-1] != dim:
+            raise ValueError(
+                f"the sampler of {type(cfg).__name__} returned points of shape {points.shape}; "
+                f"its data_dim is {dim}"
+            )
+        return points
+    if dim == 2:
+        return points
+    if points.shape[-1] != 2:
+        raise ValueError(
+            f"the sampler of {type(cfg).__name__} returned points of shape {points.shape}; "
+            f"with ambient_dim={dim} it must return 2-D points, which get_batch embeds"
+        )
+    return from_plane(points, cfg)
+
+
+def _dispatch_on_config(func=None, *, labeled: bool = False):
     """``functools.singledispatch`` on the second argument (the config) instead of the first.
 
     The public signature keeps the key first, as everywhere in the library, so the dispatcher is
-    consulted by hand, as ``functools.singledispatchmethod`` does for methods.
+    consulted by hand, as ``functools.singledispatchmethod`` does for methods. The wrapper checks
+    the batch size and embeds the sampler's points (the first of its two outputs if
+    ``labeled``) with :func:`_embed`.
     """
+    if func is None:
+        return functools.partial(_dispatch_on_config, labeled=labeled)
     dispatcher = functools.singledispatch(func)
 
     @functools.wraps(func)
@@ -73,15 +126,11 @@ def _dispatch_on_config(func):
         if not (isinstance(batch_size, int) and batch_size > 0):
             raise ValueError(f"batch_size={batch_size!r} must be a positive int")
         dim = data_dim(cfg)  # validates a registered config's ambient_dim before sampling
-        points = dispatcher.dispatch(type(cfg))(key, cfg, batch_size)
-        if dim == 2:
-            return points
-        if points.shape[-1] != 2:
-            raise ValueError(
-                f"the sampler of {type(cfg).__name__} returned points of shape {points.shape}; "
-                f"with ambient_dim={dim} it must return 2-D points, which get_batch embeds"
-            )
-        return from_plane(points, cfg)
+        out = dispatcher.dispatch(type(cfg))(key, cfg, batch_size)
+        if labeled:
+            points, labels = out
+            return _embed(points, cfg, dim), labels
+        return _embed(out, cfg, dim)
 
     wrapper.register = dispatcher.register
     wrapper.dispatch = dispatcher.dispatch
@@ -96,17 +145,18 @@ def get_batch(key: PRNGKeyArray, cfg: Hashable, batch_size: int) -> Float[Array,
     The registered sampler draws 2-D points u; for ``cfg.ambient_dim`` = D > 2 they are embedded
     as x = u P^T with P = :func:`projection` (cfg), so they lie in a fixed 2-D plane of R^D and
     ``to_plane(x, cfg)`` gives back u. For D = 2 (or a config without ``ambient_dim``) the
-    sampler's points are returned unchanged.
+    sampler's points are returned unchanged. Digits are drawn in R^64 directly. For a labelled
+    dataset the points are those of :func:`get_labeled_batch` with the same key.
 
     Args:
         key: the only source of randomness.
         cfg: a dataset config (``CatConfig``, ``MoonConfig``, ``SwissRollConfig``,
-            ``GaussianMixtureConfig``, or any type registered with ``get_batch.register``).
-            Static under ``jit``; configs are frozen, hence hashable.
+            ``GaussianMixtureConfig``, ``DigitsConfig``, or any type registered with
+            ``get_batch.register``). Static under ``jit``; configs are frozen, hence hashable.
         batch_size: number of points, a positive Python int (static under ``jit``).
 
     Returns:
-        float32 points of shape (batch_size, ambient_dim).
+        float32 points of shape (batch_size, :func:`data_dim` (cfg)).
 
     Raises:
         TypeError: no sampler is registered for ``type(cfg)``.
@@ -118,19 +168,130 @@ def get_batch(key: PRNGKeyArray, cfg: Hashable, batch_size: int) -> Float[Array,
 
 
 # ----------------------------------------------------------------------------------------------
+# Labels
+# ----------------------------------------------------------------------------------------------
+
+
+@_dispatch_on_config(labeled=True)
+def get_labeled_batch(
+    key: PRNGKeyArray, cfg: Hashable, batch_size: int
+) -> tuple[Float[Array, "batch dim"], Int[Array, " batch"]]:
+    """Draws ``batch_size`` i.i.d. (point, label) pairs from a labelled dataset.
+
+    The points are exactly those :func:`get_batch` draws with the same key (embedded in R^D the
+    same way); each label is the class the point was drawn from:
+
+    - Gaussian mixture: the component, k = 2 [s_1 < 0] + [s_2 < 0] for the centre
+      scale (s_1, s_2), i.e. the rows of :func:`gaussian_mixture_centres` in order;
+    - two moons: 0 for the outer (upper) moon, 1 for the inner (lower) one, as scikit-learn's
+      ``make_moons`` labels them;
+    - digits: the digit 0-9 the image shows.
+
+    Jittable with ``cfg`` and ``batch_size`` static, like :func:`get_batch`.
+
+    Args:
+        key: the only source of randomness.
+        cfg: a labelled dataset config (static under ``jit``).
+        batch_size: number of points, a positive Python int (static under ``jit``).
+
+    Returns:
+        float32 points of shape (batch_size, :func:`data_dim` (cfg)) and int32 labels of shape
+        (batch_size,) in {0, ..., :func:`num_classes` (cfg) - 1}.
+
+    Raises:
+        ValueError: the dataset has no labels (cat, swiss roll), or ``batch_size`` /
+            ``ambient_dim`` is invalid as for :func:`get_batch`.
+    """
+    labelled = [name for name, cls in DATASETS.items() if num_classes(cls()) > 0]
+    raise ValueError(
+        f"dataset {_dataset_name(cfg)} has no labels (labelled datasets: {', '.join(labelled)})"
+    )
+
+
+def _no_class_frequencies(cfg: Hashable) -> None:
+    return None
+
+
+_class_frequencies_dispatcher = functools.singledispatch(_no_class_frequencies)
+
+
+def class_frequencies(cfg: Hashable) -> np.ndarray:
+    """The probability of each label under :func:`get_labeled_batch`.
+
+    The mixture's weights (1/4 each), 1/2 and 1/2 for the moons, and for the digits the
+    empirical frequencies of the 1797 images, which are drawn uniformly. A labelled dataset
+    registers its own with ``class_frequencies.register(MyConfig)`` (a function of the config
+    returning a 1-D array that sums to 1).
+
+    Args:
+        cfg: a labelled dataset config.
+
+    Returns:
+        A new float64 array of shape (num_classes,) summing to 1.
+
+    Raises:
+        ValueError: the dataset has no labels.
+    """
+    frequencies = _class_frequencies_dispatcher.dispatch(type(cfg))(cfg)
+    if frequencies is None:
+        raise ValueError(f"dataset {_dataset_name(cfg)} has no labels, hence no class frequencies")
+    return np.array(frequencies, dtype=np.float64)
+
+
+class_frequencies.register = _class_frequencies_dispatcher.register
+class_frequencies.registry = _class_frequencies_dispatcher.registry
+
+
+def num_classes(cfg: Hashable) -> int:
+    """The number K of labels of a dataset: 4 (mixture), 2 (moons), 10 (digits), 0 if unlabelled.
+
+    A conditional model of the dataset has K classes plus the null class K.
+    """
+    frequencies = _class_frequencies_dispatcher.dispatch(type(cfg))(cfg)
+    return 0 if frequencies is None else len(frequencies)
+
+
+# ----------------------------------------------------------------------------------------------
 # Ambient dimension: the plane of R^D the 2-D data lives in
 # ----------------------------------------------------------------------------------------------
 
 
-def data_dim(cfg: Any) -> int:
-    """The dimension D of the points ``get_batch`` draws for ``cfg``: ``cfg.ambient_dim``.
+@functools.singledispatch
+def _native_dim(cfg: Any) -> int | None:
+    """The dimension of a dataset whose points are not 2-D; None for the 2-D (planar) ones."""
+    return None
 
-    A config without an ``ambient_dim`` attribute (a user's registered dataset) is 2-D.
+
+def is_planar(cfg: Any) -> bool:
+    """Whether the dataset is 2-D data (embedded in a plane of R^D when ``ambient_dim`` > 2).
+
+    True for every dataset but the digits, whose points are 64-D images: for those
+    :func:`projection`, :func:`to_plane` and :func:`from_plane` do not apply.
+    """
+    return _native_dim(cfg) is None
+
+
+def _require_plane(cfg: Any) -> None:
+    if not is_planar(cfg):
+        raise ValueError(
+            f"dataset {_dataset_name(cfg)} is {_native_dim(cfg)}-D data, not 2-D points in a "
+            "plane: it has no projection, to_plane or from_plane (draw it as images)"
+        )
+
+
+def data_dim(cfg: Any) -> int:
+    """The dimension D of the points ``get_batch`` draws for ``cfg``.
+
+    ``cfg.ambient_dim`` for 2-D data (a config without an ``ambient_dim`` attribute, such as a
+    user's registered dataset, is 2-D), 64 for the digits.
 
     Raises:
         ValueError: ``cfg.ambient_dim`` is not an int >= 2 (the built-in configs already refuse
             such values when created).
     """
+    native = _native_dim(cfg)
+    if native is not None:
+        return native
     dim = getattr(cfg, "ambient_dim", 2)
     if not (isinstance(dim, int) and dim >= 2):
         raise ValueError(f"ambient_dim={dim!r} must be an integer >= 2")
@@ -166,7 +327,11 @@ def projection(cfg: Any) -> np.ndarray:
 
     Returns:
         A new float32 array of shape (D, 2) with P^T P = I (to float32 rounding).
+
+    Raises:
+        ValueError: the dataset is not 2-D data (digits).
     """
+    _require_plane(cfg)
     return _orthonormal_plane(data_dim(cfg)).copy()
 
 
@@ -179,7 +344,11 @@ def from_plane(points: Float[ArrayLike, "n 2"], cfg: Any) -> Float[Array, "n dim
 
     Returns:
         Points of shape (n, D), in the dtype of ``points``.
+
+    Raises:
+        ValueError: the dataset is not 2-D data (digits).
     """
+    _require_plane(cfg)
     points = jnp.asarray(points)
     if data_dim(cfg) == 2:
         return points
@@ -199,7 +368,11 @@ def to_plane(points: Float[ArrayLike, "n dim"], cfg: Any) -> Float[Array, "n 2"]
 
     Returns:
         Plane coordinates of shape (n, 2), in the dtype of ``points``.
+
+    Raises:
+        ValueError: the dataset is not 2-D data (digits).
     """
+    _require_plane(cfg)
     points = jnp.asarray(points)
     if data_dim(cfg) == 2:
         return points
@@ -280,9 +453,11 @@ def _sample_cat(key: PRNGKeyArray, cfg: CatConfig, batch_size: int) -> Float[Arr
 _MOON_CENTRE = (0.5, 0.25)
 
 
-@get_batch.register(MoonConfig)
-def _sample_moons(key: PRNGKeyArray, cfg: MoonConfig, batch_size: int) -> Float[Array, "batch 2"]:
-    """scikit-learn's two moons, centred at the origin, times ``cfg.scale``.
+@get_labeled_batch.register(MoonConfig)
+def _sample_moons(
+    key: PRNGKeyArray, cfg: MoonConfig, batch_size: int
+) -> tuple[Float[Array, "batch 2"], Int[Array, " batch"]]:
+    """scikit-learn's two moons, centred at the origin, times ``cfg.scale``, and their labels.
 
     ``sklearn.datasets.make_moons(noise=sigma)`` puts points on the outer moon
     (cos t, sin t) and the inner moon (1 - cos t, 0.5 - sin t), t in [0, pi], and adds
@@ -296,7 +471,8 @@ def _sample_moons(key: PRNGKeyArray, cfg: MoonConfig, batch_size: int) -> Float[
     Each point picks its moon by an independent fair coin (s), so points are i.i.d. draws of the
     mixture; make_moons instead splits the batch exactly in half and spaces t evenly, which has
     the same per-point distribution but correlated points. The noise is symmetric, so flipping
-    its sign with s changes nothing.
+    its sign with s changes nothing. The label is the moon, as in make_moons: 0 for the outer
+    one (s = +1), 1 for the inner one (s = -1).
     """
     key_moon, key_angle, key_noise = jax.random.split(key, 3)
     sign = jax.random.rademacher(key_moon, (batch_size, 1), dtype=_DTYPE)
@@ -304,7 +480,20 @@ def _sample_moons(key: PRNGKeyArray, cfg: MoonConfig, batch_size: int) -> Float[
     outer = jnp.stack([jnp.cos(t), jnp.sin(t)], axis=1)
     centred = sign * (outer - jnp.asarray(_MOON_CENTRE, _DTYPE))
     noise = cfg.noise * jax.random.normal(key_noise, (batch_size, 2), dtype=_DTYPE)
-    return (centred + noise) * jnp.asarray(cfg.scale, _DTYPE)
+    labels = (sign[:, 0] < 0).astype(jnp.int32)
+    return (centred + noise) * jnp.asarray(cfg.scale, _DTYPE), labels
+
+
+@get_batch.register(MoonConfig)
+def _sample_moon_points(
+    key: PRNGKeyArray, cfg: MoonConfig, batch_size: int
+) -> Float[Array, "batch 2"]:
+    return _sample_moons(key, cfg, batch_size)[0]
+
+
+@class_frequencies.register(MoonConfig)
+def _moon_frequencies(cfg: MoonConfig) -> np.ndarray:
+    return np.array([0.5, 0.5])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -347,21 +536,114 @@ def _sample_swiss_roll(
 # ----------------------------------------------------------------------------------------------
 
 
-@get_batch.register(GaussianMixtureConfig)
+# Component k is centred at scale * _MIXTURE_SIGNS[k]: k = 2 [s_1 < 0] + [s_2 < 0].
+_MIXTURE_SIGNS = ((1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0))
+
+
+def gaussian_mixture_centres(cfg: GaussianMixtureConfig) -> np.ndarray:
+    """The centres of the mixture's components, row k that of label k, in the plane.
+
+    Args:
+        cfg: the mixture's config.
+
+    Returns:
+        A new float64 array of shape (4, 2): scale (1, 1), (1, -1), (-1, 1), (-1, -1), in 2-D
+        plane coordinates (:func:`from_plane` embeds them when ``ambient_dim`` > 2).
+    """
+    return cfg.scale * np.array(_MIXTURE_SIGNS)
+
+
+@get_labeled_batch.register(GaussianMixtureConfig)
 def _sample_gaussian_mixture(
     key: PRNGKeyArray, cfg: GaussianMixtureConfig, batch_size: int
-) -> Float[Array, "batch 2"]:
-    """Four equally likely Gaussians N((+-scale, +-scale), std^2 I).
+) -> tuple[Float[Array, "batch 2"], Int[Array, " batch"]]:
+    """Four equally likely Gaussians N((+-scale, +-scale), std^2 I), and the component drawn.
 
     The four centres are the four sign patterns of (scale, scale), so drawing the two signs as
     independent fair coins picks each component with probability 1/4:
 
-        x = scale * (s_1, s_2) + std * eps,   s_i = +-1 each with probability 1/2,  eps ~ N(0, I).
+        x = scale * (s_1, s_2) + std * eps,   s_i = +-1 each with probability 1/2,  eps ~ N(0, I),
+
+    and the label is the component, k = 2 [s_1 < 0] + [s_2 < 0] (see
+    :func:`gaussian_mixture_centres`).
     """
     key_component, key_noise = jax.random.split(key)
     signs = jax.random.rademacher(key_component, (batch_size, 2), dtype=_DTYPE)
     noise = jax.random.normal(key_noise, (batch_size, 2), dtype=_DTYPE)
-    return cfg.scale * signs + cfg.std * noise
+    negative = (signs < 0).astype(jnp.int32)
+    labels = 2 * negative[:, 0] + negative[:, 1]
+    return cfg.scale * signs + cfg.std * noise, labels
+
+
+@get_batch.register(GaussianMixtureConfig)
+def _sample_gaussian_mixture_points(
+    key: PRNGKeyArray, cfg: GaussianMixtureConfig, batch_size: int
+) -> Float[Array, "batch 2"]:
+    return _sample_gaussian_mixture(key, cfg, batch_size)[0]
+
+
+@class_frequencies.register(GaussianMixtureConfig)
+def _gaussian_mixture_frequencies(cfg: GaussianMixtureConfig) -> np.ndarray:
+    return np.full(len(_MIXTURE_SIGNS), 1.0 / len(_MIXTURE_SIGNS))
+
+
+# ----------------------------------------------------------------------------------------------
+# Digits
+# ----------------------------------------------------------------------------------------------
+
+DIGITS_IMAGE_SHAPE = (8, 8)
+"""Height and width of a digit: a point of R^64 is ``x.reshape(DIGITS_IMAGE_SHAPE)``."""
+
+
+@functools.lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 1797 digits as (float32 images (1797, 64) in [-1, 1], int32 labels (1797,)).
+
+    Grey levels g in {0, ..., 16} map to g / 8 - 1, exactly (both are float32-representable), so
+    blank pixels are -1 and full ones 1. Read once per process from the copy bundled with
+    scikit-learn.
+    """
+    # Imported here: scikit-learn takes a second to import, and only the digits need it.
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.data / 8.0 - 1.0).astype(np.float32)
+    labels = digits.target.astype(np.int32)
+    images.flags.writeable = False  # shared by every caller through the cache
+    labels.flags.writeable = False
+    return images, labels
+
+
+@_native_dim.register(DigitsConfig)
+def _digits_dim(cfg: DigitsConfig) -> int:
+    return math.prod(DIGITS_IMAGE_SHAPE)
+
+
+@get_labeled_batch.register(DigitsConfig)
+def _sample_digits(
+    key: PRNGKeyArray, cfg: DigitsConfig, batch_size: int
+) -> tuple[Float[Array, "batch 64"], Int[Array, " batch"]]:
+    """Images drawn uniformly with replacement from the 1797 digits, with their labels.
+
+    The empirical distribution of the data set: each image has probability 1 / 1797.
+    """
+    images, labels = _digits()
+    # Host work happens here, at trace time; the arrays become constants of the compiled sampler.
+    index = jax.random.randint(key, (batch_size,), 0, images.shape[0])
+    return jnp.asarray(images)[index], jnp.asarray(labels)[index]
+
+
+@get_batch.register(DigitsConfig)
+def _sample_digit_points(
+    key: PRNGKeyArray, cfg: DigitsConfig, batch_size: int
+) -> Float[Array, "batch 64"]:
+    return _sample_digits(key, cfg, batch_size)[0]
+
+
+@class_frequencies.register(DigitsConfig)
+def _digits_frequencies(cfg: DigitsConfig) -> np.ndarray:
+    _, labels = _digits()
+    return np.bincount(labels, minlength=10) / labels.size
 
 
 # ----------------------------------------------------------------------------------------------
@@ -397,10 +679,12 @@ def log_density(cfg: Hashable, x: Float[ArrayLike, "n d"]) -> Float[Array, " n"]
         log p_data(x), shape (n,) (``-inf`` where the density is 0).
 
     Raises:
-        NotImplementedError: the density is not known in closed form (moons, swiss roll, a
-            registered dataset without a density), or ``cfg.ambient_dim`` > 2, where the data
+        NotImplementedError: the density is not known in closed form (moons, swiss roll, digits,
+            a registered dataset without a density), or ``cfg.ambient_dim`` > 2, where the data
             lie on a plane of R^D and have no density.
     """
+    if not is_planar(cfg):
+        raise NotImplementedError(f"the density of {type(cfg).__name__} is not known")
     if data_dim(cfg) != 2:
         raise NotImplementedError(
             f"{type(cfg).__name__} with ambient_dim={data_dim(cfg)} lies on a plane: no density"
@@ -416,7 +700,7 @@ log_density.registry = _log_density_dispatcher.registry
 def has_log_density(cfg: Hashable) -> bool:
     """Whether :func:`log_density` knows the density of ``cfg`` (2-D and registered)."""
     registered = _log_density_dispatcher.dispatch(type(cfg)) is not _unknown_log_density
-    return registered and data_dim(cfg) == 2
+    return registered and is_planar(cfg) and data_dim(cfg) == 2
 
 
 @log_density.register(GaussianMixtureConfig)
@@ -427,7 +711,7 @@ def _log_density_gaussian_mixture(
 
     Evaluated as logsumexp_j(-|x - m_j|^2 / (2 std^2)) - log 4 - log(2 pi std^2).
     """
-    signs = jnp.asarray([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]], x.dtype)
+    signs = jnp.asarray(_MIXTURE_SIGNS, x.dtype)
     squared = jnp.sum((x[:, None, :] - cfg.scale * signs) ** 2, axis=-1)
     log_normaliser = math.log(4.0) + math.log(2 * math.pi * cfg.std**2)
     return jax.scipy.special.logsumexp(-squared / (2 * cfg.std**2), axis=1) - log_normaliser
@@ -470,12 +754,18 @@ def _log_density_cat(cfg: CatConfig, x: Float[Array, "n 2"]) -> Float[Array, " n
 
 
 __all__ = [
+    "DIGITS_IMAGE_SHAPE",
     "cat_image_path",
+    "class_frequencies",
     "data_dim",
     "from_plane",
+    "gaussian_mixture_centres",
     "get_batch",
+    "get_labeled_batch",
     "has_log_density",
+    "is_planar",
     "log_density",
+    "num_classes",
     "projection",
     "to_plane",
 ]

@@ -2,6 +2,21 @@
 
 Batch with ``jax.vmap``. Constants (the time-embedding frequencies) are computed on the fly from
 static sizes, so they are never in the trainable partition of the model.
+
+**Class conditioning.** ``create_model(cfg, key, data_dim, num_classes=K)`` with K > 0 builds a
+class-conditional network, called as ``model(t, x, label)`` with an int32 scalar label in
+{0, ..., K - 1}. Its learned class embedding E, a (K + 1, time_embed_dim) table, is *added* to
+the time embedding wherever the network reads time:
+
+    c(t, label) = embed(t) + E[label],
+
+so the layers after it keep their sizes. Row K of E is the *null class*: ``label=None`` (or the
+label K) means "no condition", and training with label dropout (``TrainConfig.label_dropout``)
+makes the one network learn both the conditional and the unconditional model that
+classifier-free guidance combines. An unconditional model (K = 0) has no embedding, is called
+as ``model(t, x)`` exactly as before, and raises if given a label, so a condition is never
+silently ignored. :class:`ClassConditioned` fixes the label, giving a plain ``model(t, x)`` for
+the samplers.
 """
 
 import functools
@@ -11,7 +26,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from jax_gen.config import MLPConfig, ResNetConfig
 
@@ -44,14 +59,49 @@ class SinusoidalTimeEmbed(eqx.Module):
         return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)])
 
 
+def _class_embedding(
+    num_classes: int, dim: int, key: PRNGKeyArray
+) -> tuple[PRNGKeyArray, eqx.nn.Embedding | None]:
+    """The (num_classes + 1, dim) class table of a conditional model, or None if unconditional.
+
+    Returns the key the rest of the network is initialised with: ``key`` itself when
+    ``num_classes`` is 0, so an unconditional model's weights do not depend on this option.
+    """
+    if not (isinstance(num_classes, int) and num_classes >= 0):
+        raise ValueError(f"num_classes={num_classes!r} must be a non-negative int")
+    if num_classes == 0:
+        return key, None
+    key, embed_key = jax.random.split(key)
+    return key, eqx.nn.Embedding(num_classes + 1, dim, key=embed_key)
+
+
+def _conditioning(
+    model: "MLP | ResNet", t: Float[ArrayLike, ""], label: Int[ArrayLike, ""] | None
+) -> Float[Array, " time"]:
+    """embed(t) + E[label] (E[K], the null class, for ``label=None``), or embed(t) alone."""
+    temb = model.time_embed(t)
+    if model.class_embed is None:
+        if label is not None:
+            raise ValueError(
+                f"{type(model).__name__} is unconditional but was given a label; build it with "
+                "create_model(..., num_classes=K) to condition on classes"
+            )
+        return temb
+    index = model.num_classes if label is None else label
+    return temb + model.class_embed(jnp.asarray(index, jnp.int32)).astype(temb.dtype)
+
+
 class MLP(eqx.Module):
-    """An MLP on the concatenation [x, embed(t)]."""
+    """An MLP on the concatenation [x, c], c = embed(t) (+ E[label] if class-conditional)."""
 
     time_embed: SinusoidalTimeEmbed
+    class_embed: eqx.nn.Embedding | None
+    """The learned class table (K + 1 rows, the last the null class); None if unconditional."""
     layers: tuple[eqx.nn.Linear, ...]
     activation: Callable[[Array], Array]
 
-    def __init__(self, data_dim: int, cfg: MLPConfig, *, key: PRNGKeyArray):
+    def __init__(self, data_dim: int, cfg: MLPConfig, *, num_classes: int = 0, key: PRNGKeyArray):
+        key, self.class_embed = _class_embedding(num_classes, cfg.time_embed_dim, key)
         self.time_embed = SinusoidalTimeEmbed(cfg.time_embed_dim)
         sizes = [data_dim + cfg.time_embed_dim] + [cfg.hidden_dim] * cfg.depth + [data_dim]
         keys = jax.random.split(key, len(sizes) - 1)
@@ -61,8 +111,29 @@ class MLP(eqx.Module):
         )
         self.activation = ACTIVATIONS[cfg.activation]
 
-    def __call__(self, t: Float[ArrayLike, ""], x: Float[Array, " dim"]) -> Float[Array, " dim"]:
-        h = jnp.concatenate([x, self.time_embed(t)])
+    @property
+    def num_classes(self) -> int:
+        """K, the number of real classes (0 for an unconditional model)."""
+        return 0 if self.class_embed is None else self.class_embed.num_embeddings - 1
+
+    def __call__(
+        self,
+        t: Float[ArrayLike, ""],
+        x: Float[Array, " dim"],
+        label: Int[ArrayLike, ""] | None = None,
+    ) -> Float[Array, " dim"]:
+        """The network's output at one point.
+
+        Args:
+            t: time in [0, 1].
+            x: the point, shape (dim,).
+            label: int32 scalar class in {0, ..., K - 1} (K, or None, for the null class). Only
+                for a class-conditional model; an unconditional one raises ``ValueError``.
+
+        Returns:
+            Shape (dim,).
+        """
+        h = jnp.concatenate([x, _conditioning(self, t, label)])
         for layer in self.layers[:-1]:
             h = self.activation(layer(h))
         return self.layers[-1](h)
@@ -94,15 +165,23 @@ class ResidualBlock(eqx.Module):
 
 
 class ResNet(eqx.Module):
-    """A residual MLP: x -> hidden, blocks conditioned on embed(t), hidden -> output."""
+    """A residual MLP: x -> hidden, blocks conditioned on c, hidden -> output.
+
+    c = embed(t), plus E[label] for a class-conditional model, enters every block.
+    """
 
     time_embed: SinusoidalTimeEmbed
+    class_embed: eqx.nn.Embedding | None
+    """The learned class table (K + 1 rows, the last the null class); None if unconditional."""
     linear_in: eqx.nn.Linear
     blocks: tuple[ResidualBlock, ...]
     norm_out: eqx.nn.LayerNorm | None
     linear_out: eqx.nn.Linear
 
-    def __init__(self, data_dim: int, cfg: ResNetConfig, *, key: PRNGKeyArray):
+    def __init__(
+        self, data_dim: int, cfg: ResNetConfig, *, num_classes: int = 0, key: PRNGKeyArray
+    ):
+        key, self.class_embed = _class_embedding(num_classes, cfg.time_embed_dim, key)
         k_in, k_blocks, k_out = jax.random.split(key, 3)
         self.time_embed = SinusoidalTimeEmbed(cfg.time_embed_dim)
         self.linear_in = eqx.nn.Linear(data_dim, cfg.hidden_dim, key=k_in)
@@ -113,8 +192,19 @@ class ResNet(eqx.Module):
         self.norm_out = eqx.nn.LayerNorm(cfg.hidden_dim) if cfg.use_layer_norm else None
         self.linear_out = eqx.nn.Linear(cfg.hidden_dim, data_dim, key=k_out)
 
-    def __call__(self, t: Float[ArrayLike, ""], x: Float[Array, " dim"]) -> Float[Array, " dim"]:
-        temb = self.time_embed(t)
+    @property
+    def num_classes(self) -> int:
+        """K, the number of real classes (0 for an unconditional model)."""
+        return 0 if self.class_embed is None else self.class_embed.num_embeddings - 1
+
+    def __call__(
+        self,
+        t: Float[ArrayLike, ""],
+        x: Float[Array, " dim"],
+        label: Int[ArrayLike, ""] | None = None,
+    ) -> Float[Array, " dim"]:
+        """The network's output at one point; arguments as for :meth:`MLP.__call__`."""
+        temb = _conditioning(self, t, label)
         h = self.linear_in(x)
         for block in self.blocks:
             h = block(h, temb)
@@ -123,20 +213,82 @@ class ResNet(eqx.Module):
         return self.linear_out(h)
 
 
+class ClassConditioned(eqx.Module):
+    """A class-conditional model with its label fixed: ``model(t, x, label)`` as ``f(t, x)``.
+
+    The label is stored as an int32 array (a leaf, not a static field), so jitted samplers
+    taking this module compile once for every label. ``label=None`` gives the null class, the
+    unconditional model.
+    """
+
+    model: eqx.Module
+    label: Int[Array, ""] | None
+
+    def __init__(self, model: eqx.Module, label: Int[ArrayLike, ""] | None):
+        self.model = model
+        self.label = None if label is None else jnp.asarray(label, jnp.int32)
+
+    def __call__(self, t: Float[ArrayLike, ""], x: Float[Array, " dim"]) -> Float[Array, " dim"]:
+        return self.model(t, x, label=self.label)
+
+
+class Guided(eqx.Module):
+    """Classifier-free guidance of a class-conditional model, as a model ``f(t, x)``:
+
+        f(t, x) = m(t, x, null) + w [m(t, x, y) - m(t, x, null)],
+
+    so w = 0 is exactly the unconditional network and w = 1 exactly the conditional one (one
+    network call each), and w > 1 pushes the prediction further towards class y (two calls).
+    The rule is linear in the network's output, and every conversion between x, eps, v and the
+    score is affine in that output at a fixed (t, z), so guiding the prediction guides all of
+    them by the same rule, whatever the parameterization: for eps-prediction it is the guided
+    score of Ho & Salimans, whose (1 + w') eps_y - w' eps_null is w = 1 + w'.
+
+    Reference: Ho & Salimans, "Classifier-Free Diffusion Guidance" (2022), eq. 6.
+    """
+
+    model: eqx.Module
+    label: Int[Array, ""]
+    scale: float = eqx.field(static=True)
+
+    def __init__(self, model: eqx.Module, label: Int[ArrayLike, ""], scale: float = 1.0):
+        self.model = model
+        self.label = jnp.asarray(label, jnp.int32)
+        self.scale = float(scale)
+
+    def __call__(self, t: Float[ArrayLike, ""], x: Float[Array, " dim"]) -> Float[Array, " dim"]:
+        if self.scale == 1.0:
+            return self.model(t, x, label=self.label)
+        unconditional = self.model(t, x, label=None)
+        if self.scale == 0.0:
+            return unconditional
+        conditional = self.model(t, x, label=self.label)
+        return unconditional + self.scale * (conditional - unconditional)
+
+
 @functools.singledispatch
-def create_model(cfg, key: PRNGKeyArray, data_dim: int) -> eqx.Module:
+def create_model(cfg, key: PRNGKeyArray, data_dim: int, num_classes: int = 0) -> eqx.Module:
     """Builds the network described by ``cfg`` for points of dimension ``data_dim``.
 
     Register a new config type with ``@create_model.register`` to add an architecture.
+
+    Args:
+        cfg: the model config.
+        key: initialises the weights.
+        data_dim: size of a point.
+        num_classes: K > 0 builds a class-conditional model with a learned embedding of the K
+            classes and of the null class K (see the module docstring); 0 (the default) an
+            unconditional one, with no class embedding and the key used as for the plain
+            architecture.
     """
     raise TypeError(f"no model registered for config type {type(cfg).__name__}")
 
 
 @create_model.register
-def _(cfg: MLPConfig, key: PRNGKeyArray, data_dim: int) -> MLP:
-    return MLP(data_dim, cfg, key=key)
+def _(cfg: MLPConfig, key: PRNGKeyArray, data_dim: int, num_classes: int = 0) -> MLP:
+    return MLP(data_dim, cfg, num_classes=num_classes, key=key)
 
 
 @create_model.register
-def _(cfg: ResNetConfig, key: PRNGKeyArray, data_dim: int) -> ResNet:
-    return ResNet(data_dim, cfg, key=key)
+def _(cfg: ResNetConfig, key: PRNGKeyArray, data_dim: int, num_classes: int = 0) -> ResNet:
+    return ResNet(data_dim, cfg, num_classes=num_classes, key=key)

@@ -7,12 +7,21 @@ All of them read the network only through the strategy (``reverse``, ``denoise``
 - ``ddim`` (eta in [0, 1]) and ``ancestral`` (= DDIM with eta = 1), on any Gaussian path;
 - ``euler``, ``midpoint``, ``heun``, ``rk4``: explicit Runge-Kutta on the probability-flow ODE
   dz/dt = v(t, z);
+- ``dpm-solver``: DPM-Solver++(2M), a second-order multistep solver of the same ODE written in
+  the log signal-to-noise ratio, one network evaluation per step;
 - ``adaptive``: diffrax's Tsit5 with a PID step-size controller (rtol, atol);
 - ``euler-maruyama``: the reverse SDE dz = [v + (w/2) score] dt + sqrt(w) dW with w = sigma(t),
   whose marginals are the path's for any w >= 0 (Fokker-Planck: the score term's drift cancels
   the diffusion); the last step is noise-free;
 - ``pc``: predictor-corrector (Song et al. 2021): ``corrector_steps`` Langevin steps at the
   current time, step size set by ``snr``, then an Euler-Maruyama predictor step.
+
+The fixed-step samplers (all but ``default`` and ``adaptive``) run on the time grid
+``cfg.time_grid`` picks (:func:`time_grid`): ``uniform`` in t, or ``logsnr``, uniform in
+lambda = log(alpha / sigma), which spends fewer steps near the noise end of a
+variance-preserving path, where lambda moves slowly in t. For a strategy trained at discrete
+times only (DDPM's T steps, score matching's levels) the grid is then moved onto those times
+(:func:`snap_to_levels`).
 
 Each returns the samples, the trajectory on the time grid (frame 0 the source) and the number of
 network evaluations (NFE) it used.
@@ -26,11 +35,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from jax_gen.config import SamplerConfig
-from jax_gen.parameterization import path_coefficients
+from jax_gen.models import Guided
+from jax_gen.parameterization import T_CLIP, path_coefficients
 from jax_gen.sampling import integrate
+from jax_gen.schedules import Schedule
 
 # Butcher tableaux (a, b, c) of the fixed-step explicit Runge-Kutta solvers.
 TABLEAUS: dict[str, tuple[tuple[tuple[float, ...], ...], tuple[float, ...], tuple[float, ...]]] = {
@@ -43,6 +54,9 @@ TABLEAUS: dict[str, tuple[tuple[tuple[float, ...], ...], tuple[float, ...], tupl
         (0.0, 0.5, 0.5, 1.0),
     ),
 }
+
+BISECTION_STEPS = 40
+"""Halvings of [T_CLIP, 1 - T_CLIP] that invert lambda(t): below float32's resolution of t."""
 
 TSIT5_EVALS_PER_STEP = 6
 """Tsit5 has 7 stages, the first equal to the last of the previous step (FSAL)."""
@@ -77,8 +91,13 @@ def sample(
     num_samples: int,
     data_dim: int,
     cfg: SamplerConfig | None = None,
+    labels: Int[ArrayLike, " n"] | None = None,
 ) -> SampleResult:
     """Draws ``num_samples`` points with the sampler ``cfg`` describes.
+
+    With ``labels``, point i is drawn from class ``labels[i]`` of a class-conditional model,
+    guided with ``cfg.guidance_scale`` (:class:`~jax_gen.models.Guided`: every network call of
+    the sampler is the guided prediction); without, the model is called as ``model(t, x)``.
 
     Args:
         strategy: a trained strategy's definition (DDPM, flow matching, score matching, ...).
@@ -87,52 +106,101 @@ def sample(
         num_samples, data_dim: shape of the output.
         cfg: which sampler, its number of steps (default: the strategy's
             ``num_transport_steps``) and its options.
+        labels: int class labels, shape (num_samples,), or None.
 
     Returns:
         The samples, the trajectory (num_steps + 1 frames, frame 0 the source) and the NFE.
     """
     cfg = SamplerConfig() if cfg is None else cfg
     cfg.validate()
+    if labels is None:
+        if cfg.guidance_scale != 1.0:
+            raise ValueError(f"guidance_scale={cfg.guidance_scale!r} needs class labels")
+    else:
+        labels = jnp.asarray(labels)
+        if labels.shape != (num_samples,) or not jnp.issubdtype(labels.dtype, jnp.integer):
+            raise ValueError(f"labels must be {num_samples} ints, got {labels.dtype}{labels.shape}")
+        labels = labels.astype(jnp.int32)
     if cfg.sampler == "default" and cfg.num_sampling_steps is not None:
         strategy = dataclasses.replace(strategy, num_transport_steps=cfg.num_sampling_steps)
-    return _sample(strategy, model, key, num_samples, data_dim, cfg)
+    return _sample(strategy, model, key, num_samples, data_dim, cfg, labels)
 
 
 @eqx.filter_jit
-def _sample(strategy, model, key, num_samples, data_dim, cfg) -> SampleResult:
+def _sample(strategy, model, key, num_samples, data_dim, cfg, labels) -> SampleResult:
     num_steps = cfg.num_sampling_steps or strategy.num_transport_steps
     source_key, path_key = jax.random.split(key)
     x0 = strategy.sample_from_source_distribution(source_key, num_samples, data_dim)
-    times = jnp.arange(num_steps, dtype=jnp.float32) / jnp.float32(num_steps)
-    dt = 1.0 / num_steps
 
-    def batched(fn):
-        """A one-point function of (t, z) applied to a batch of points."""
-        return jax.vmap(fn, in_axes=(None, 0))
+    def per_point(fn):
+        """``fn(model, t, *point_args)`` on one point, applied to every point of the batch.
 
-    velocity = batched(lambda t, z: strategy.velocity(model, t, z))
+        With labels, each point sees the guided model of its own label.
+        """
+        if labels is None:
+            return lambda t, *args: jax.vmap(lambda *a: fn(model, t, *a))(*args)
+        scale = cfg.guidance_scale
+        return lambda t, *args: jax.vmap(lambda y, *a: fn(Guided(model, y, scale), t, *a))(
+            labels, *args
+        )
+
+    velocity = per_point(strategy.velocity)
 
     if cfg.sampler == "adaptive":
         return _adaptive(velocity, x0, num_steps, cfg)
 
+    levels = strategy.training_levels()
+    snap = (
+        cfg.snap_to_training_times
+        and cfg.sampler != "default"
+        and levels is not None
+        and num_steps <= levels
+    )
+    if cfg.time_grid == "uniform" and not snap:  # always for `default` (SamplerConfig.validate)
+        grid = time_grid(None, num_steps)
+        # Steps of exactly 1 / N, not differences of rounded grid times: all steps are equal.
+        steps = (grid[:-1], jnp.full(num_steps, 1.0 / num_steps))
+    else:
+        grid = time_grid(strategy.schedule, num_steps, cfg.time_grid)
+        if snap:
+            grid = snap_to_levels(grid, levels)
+        steps = (grid[:-1], jnp.diff(grid))
+    memory = None
+
     if cfg.sampler == "default":
 
-        def step(t, x, step_key):
+        @_memoryless
+        def step(t, dt, x, step_key):
             keys = jax.random.split(step_key, x.shape[0])
-            return jax.vmap(strategy.reverse, in_axes=(None, None, 0, 0))(model, t, x, keys)
+            return per_point(strategy.reverse)(t, x, keys)
 
     elif cfg.sampler in ("ddim", "ancestral"):
         eta = 1.0 if cfg.sampler == "ancestral" else cfg.eta
-        ddim = batched(lambda t, z: strategy.denoise(model, t, z))
+        ddim = per_point(strategy.denoise)
 
-        def step(t, x, step_key):
+        @_memoryless
+        def step(t, dt, x, step_key):
             x_hat, eps_hat = ddim(t, x)
             return _ddim_update(strategy.schedule, t, t + dt, x, x_hat, eps_hat, eta, step_key)
+
+    elif cfg.sampler == "dpm-solver":
+        denoise = per_point(strategy.denoise)
+        steps = (*steps, _multistep_weights(strategy.schedule, grid))
+        memory = jnp.zeros_like(x0)  # x_hat of the previous step; the first step ignores it
+
+        def step(inputs, x, x_hat_prev, step_key):
+            t, dt, weight = inputs
+            x_hat, eps_hat = denoise(t, x)
+            x_next = _dpm_solver_update(
+                strategy.schedule, t, t + dt, x, x_hat, eps_hat, x_hat_prev, weight
+            )
+            return x_next, x_hat
 
     elif cfg.sampler in TABLEAUS:
         a, b, c = TABLEAUS[cfg.sampler]
 
-        def step(t, x, step_key):
+        @_memoryless
+        def step(t, dt, x, step_key):
             stages = []
             for a_i, c_i in zip(((),) + a, c, strict=True):  # the first stage has no a_i
                 increment = sum((a_ij * k for a_ij, k in zip(a_i, stages, strict=True)), 0.0)
@@ -140,10 +208,11 @@ def _sample(strategy, model, key, num_samples, data_dim, cfg) -> SampleResult:
             return x + dt * sum(b_i * k for b_i, k in zip(b, stages, strict=True))
 
     else:  # euler-maruyama and pc
-        denoise = batched(lambda t, z: strategy.denoise(model, t, z))
-        score = batched(lambda t, z: strategy.score(model, t, z))
+        denoise = per_point(strategy.denoise)
+        score = per_point(strategy.score)
 
-        def step(t, x, step_key):
+        @_memoryless
+        def step(t, dt, x, step_key):
             corrector_key, predictor_key = jax.random.split(step_key)
             if cfg.sampler == "pc":
                 for corrector_step_key in jax.random.split(corrector_key, cfg.corrector_steps):
@@ -151,8 +220,113 @@ def _sample(strategy, model, key, num_samples, data_dim, cfg) -> SampleResult:
             x_hat, eps_hat = denoise(t, x)
             return _euler_maruyama(strategy.schedule, t, dt, x, x_hat, eps_hat, predictor_key)
 
-    samples, trajectory = integrate(step, x0, times, path_key)
+    samples, trajectory = integrate(step, x0, steps, path_key, memory)
     return SampleResult(samples, trajectory, jnp.asarray(num_steps * evals_per_step(strategy, cfg)))
+
+
+def _memoryless(update):
+    """Adapts a one-step update ``x_next = update(t, dt, x, key)`` to the loop of ``integrate``."""
+
+    def step(inputs, x, memory, key):
+        t, dt = inputs
+        return update(t, dt, x, key), memory
+
+    return step
+
+
+def log_snr(schedule: Schedule, t: Float[ArrayLike, "*t"]) -> Float[Array, "*t"]:
+    """lambda(t) = log(alpha(t) / sigma(t)) on the clipped path, increasing in t."""
+    c = path_coefficients(schedule, t)
+    return jnp.log(c.alpha) - jnp.log(c.sigma)
+
+
+def snap_to_levels(grid: Float[Array, " steps+1"], levels: int) -> Float[Array, " steps+1"]:
+    """Moves each grid time to a training time k / L, keeping the grid strictly increasing.
+
+    k_i = round(L t_i), then raised to at least k_{i-1} + 1 and capped at L - N + i, so N <= L
+    steps always fit between k_0 = 0 and k_N = L; a grid of N steps with N dividing L is
+    unchanged (t_i = i / N is already (i L / N) / L, to the float). This is how DDIM subsamples
+    a trained DDPM's chain: its network never sees a time between two of its levels.
+
+    Args:
+        grid: N + 1 increasing times from 0 to 1, N <= ``levels``.
+        levels: L, the number of steps the network was trained on.
+
+    Returns:
+        The N + 1 times k_i / L, in float32.
+    """
+    n = grid.shape[0] - 1
+    i = jnp.arange(n + 1)
+    k = jnp.round(grid * levels).astype(jnp.int32)
+    k = i + jax.lax.cummax(k - i)
+    k = jnp.minimum(k, levels - n + i)
+    return k.astype(jnp.float32) / jnp.float32(levels)
+
+
+def time_grid(
+    schedule: Schedule | None, num_steps: int, kind: str = "uniform"
+) -> Float[Array, " steps+1"]:
+    """The grid 0 = t_0 < t_1 < ... < t_N = 1 of a fixed-step sampler, in float32.
+
+    - ``uniform``: t_i = i / N.
+    - ``logsnr``: lambda(t_i) uniform between lambda(T_CLIP) and lambda(1 - T_CLIP), the ends
+      of the clipped path (:func:`log_snr`), as DPM-Solver spaces its steps; t_0 and t_N are
+      then set to 0 and 1 (the path is read clipped there anyway). lambda is inverted by
+      bisection, which needs only its monotonicity, so any schedule works. On DDPM's default
+      path lambda runs from -5.0 to 4.6 and reaches only -1.2 at t = 1/2.
+
+    A DDPM (or score-matching) network is trained at the times k / T of its chain only and is
+    unreliable between them, so for those strategies the sampler moves this grid onto them
+    (:func:`snap_to_levels`, whenever N <= T). Unsnapped, on two moons DPM-Solver at N = 24 was
+    1.7 times the noise floor and at N = 25 (which divides T = 100) 1.04.
+
+    Args:
+        schedule: the path (unused by ``uniform``).
+        num_steps: the number N of steps.
+        kind: ``uniform`` or ``logsnr``.
+
+    Returns:
+        The N + 1 grid times, increasing, from exactly 0 to exactly 1.
+    """
+    if kind == "uniform":
+        return jnp.arange(num_steps + 1, dtype=jnp.float32) / jnp.float32(num_steps)
+    if kind != "logsnr":
+        raise ValueError(f"{kind=} must be uniform or logsnr")
+    ends = jnp.array([T_CLIP, 1 - T_CLIP], dtype=jnp.float32)
+    lam_start, lam_end = log_snr(schedule, ends)
+    fractions = jnp.arange(1, num_steps, dtype=jnp.float32) / jnp.float32(num_steps)
+    targets = lam_start + fractions * (lam_end - lam_start)
+
+    def halve(_, bounds):
+        low, high = bounds
+        middle = 0.5 * (low + high)
+        below = log_snr(schedule, middle) < targets
+        return jnp.where(below, middle, low), jnp.where(below, high, middle)
+
+    low, high = jax.lax.fori_loop(
+        0,
+        BISECTION_STEPS,
+        halve,
+        (jnp.full_like(targets, ends[0]), jnp.full_like(targets, ends[1])),
+    )
+    inner = 0.5 * (low + high)
+    return jnp.concatenate([jnp.zeros(1, jnp.float32), inner, jnp.ones(1, jnp.float32)])
+
+
+def _multistep_weights(
+    schedule: Schedule, grid: Float[Array, " steps+1"]
+) -> Float[Array, " steps"]:
+    """DPM-Solver++(2M)'s weights 1 / (2 r_i) = h_i / (2 h_{i-1}), h_i = lambda_{i+1} - lambda_i.
+
+    The first step has no previous estimate and the last one ends at t = 1, where lambda is
+    infinite on most paths: both are first order (weight 0), the last as in the reference
+    implementations' ``lower_order_final``.
+    """
+    h = jnp.diff(log_snr(schedule, grid))
+    h_prev = jnp.concatenate([jnp.zeros(1, h.dtype), h[:-1]])
+    inner = jnp.arange(h.shape[0]) < h.shape[0] - 1
+    usable = inner & (h_prev > 0)  # the uniform grid's first times all clip to T_CLIP if N > 1000
+    return jnp.where(usable, h / (2 * jnp.where(usable, h_prev, 1.0)), 0.0)
 
 
 def _ddim_update(schedule, t, t_next, z, x_hat, eps_hat, eta, key):
@@ -172,6 +346,32 @@ def _ddim_update(schedule, t, t_next, z, x_hat, eps_hat, eta, key):
         nxt.alpha * x_hat
         + jnp.sqrt(jnp.maximum(nxt.sigma**2 - var, 0.0)) * eps_hat
         + jnp.sqrt(var) * noise
+    )
+
+
+def _dpm_solver_update(schedule, t, t_next, z, x_hat, eps_hat, x_hat_prev, weight):
+    """One step of DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2), from t to t'.
+
+    With lambda = log(alpha / sigma), h = lambda' - lambda and D = x_hat + weight (x_hat -
+    x_hat_prev), the linear extrapolation of the data estimate to the step's midpoint in lambda
+    (weight = h / (2 h_prev), :func:`_multistep_weights`),
+
+        z' = (sigma' / sigma) z + alpha' (1 - e^-h) D,
+
+    the exact solution of the probability-flow ODE in lambda,
+    z' = (sigma' / sigma) z + sigma' integral_lambda^lambda' e^l x_hat(l) dl, with x_hat held
+    at D over the step. This is the deterministic DDIM step from the data estimate D and the
+    noise estimate (z - alpha D) / sigma = eps_hat - (alpha / sigma) (D - x_hat) that goes with
+    it; with weight 0 it is DDIM itself (DPM-Solver++ 1), and onto t' = 1 it lands on D.
+
+    Reference: Lu et al., "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion
+    Probabilistic Models" (2022), Algorithm 2.
+    """
+    c = path_coefficients(schedule, t)
+    nxt = schedule(jnp.minimum(t_next, 1.0))  # unclipped, as in _ddim_update
+    correction = weight * (x_hat - x_hat_prev)
+    return nxt.alpha * (x_hat + correction) + nxt.sigma * (
+        eps_hat - (c.alpha / c.sigma) * correction
     )
 
 

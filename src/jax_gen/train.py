@@ -2,6 +2,14 @@
 
 No file I/O and no printing here. The loop hands control back to the host once per chunk of
 ``log_interval`` steps, which is where a caller may log, checkpoint or stop.
+
+**Class-conditional training** (``TrainConfig.conditional``) draws labelled batches
+(:func:`jax_gen.data.get_labeled_batch`), replaces each label by the null class K with
+probability ``label_dropout`` (:func:`drop_labels`) and regresses model(t, z_t, label), so one
+network learns the K conditional models and the unconditional one that classifier-free
+guidance combines (Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022). The model must
+be built with ``num_classes=``:func:`model_num_classes` (dataset, train_cfg). Unconditional
+training draws exactly the keys, batches and noise it did without this option.
 """
 
 from collections.abc import Callable, Iterator
@@ -13,9 +21,14 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from jax_gen.config import DatasetConfig, OptimizerConfig, TrainConfig
-from jax_gen.data import get_batch
+from jax_gen.config import DATASETS, DatasetConfig, OptimizerConfig, TrainConfig, name_of
+from jax_gen.data import get_batch, get_labeled_batch, num_classes
 from jax_gen.strategies import Strategy
+
+# The label-dropout key of a step is fold_in(step_key, _LABEL_DROPOUT_STREAM). A fold_in with a
+# small number d equals split(step_key, n)[d] (JAX's partitionable threefry), which would reuse
+# the batch or the loss key; no split in training comes near this one.
+_LABEL_DROPOUT_STREAM = 0x6C616265
 
 
 class TrainState(eqx.Module):
@@ -67,6 +80,51 @@ def make_optimizer(cfg: OptimizerConfig, train_steps: int) -> optax.GradientTran
     return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(schedule))
 
 
+def _dataset_name(dataset: DatasetConfig) -> str:
+    try:
+        return name_of(dataset)
+    except ValueError:
+        return type(dataset).__name__
+
+
+def check_conditioning(dataset: DatasetConfig, train_cfg: TrainConfig) -> None:
+    """Raises ``ValueError`` if ``train_cfg.conditional`` asks for labels the dataset lacks.
+
+    ``TrainConfig`` alone cannot tell (it does not know the dataset): call this wherever both
+    configs are known, before tracing. :func:`train` and :func:`train_chunks` do.
+    """
+    if train_cfg.conditional and num_classes(dataset) == 0:
+        labelled = [name for name, cls in DATASETS.items() if num_classes(cls()) > 0]
+        raise ValueError(
+            f"conditional=True needs a labelled dataset, but dataset {_dataset_name(dataset)} "
+            f"has no labels (labelled datasets: {', '.join(labelled)})"
+        )
+
+
+def model_num_classes(dataset: DatasetConfig, train_cfg: TrainConfig) -> int:
+    """The ``num_classes`` to build the model with: the dataset's K if conditional, else 0.
+
+    What rebuilds a model from a stored config (a checkpoint's skeleton) passes this to
+    :func:`jax_gen.models.create_model`, so K never needs storing.
+
+    Raises:
+        ValueError: ``train_cfg.conditional`` on an unlabelled dataset.
+    """
+    check_conditioning(dataset, train_cfg)
+    return num_classes(dataset) if train_cfg.conditional else 0
+
+
+def drop_labels(
+    key: PRNGKeyArray, labels: Int[Array, " n"], null_class: int, rate: float
+) -> Int[Array, " n"]:
+    """Replaces each label by ``null_class`` independently with probability ``rate``.
+
+    label' = null_class if b else label,  b ~ Bernoulli(rate), one draw per label.
+    """
+    drop = jax.random.bernoulli(key, rate, labels.shape)
+    return jnp.where(drop, jnp.asarray(null_class, labels.dtype), labels)
+
+
 def init_train_state(model: eqx.Module, optimizer: optax.GradientTransformation) -> TrainState:
     """The state at step 0: the EMA starts at the initial weights."""
     return TrainState(
@@ -78,11 +136,22 @@ def init_train_state(model: eqx.Module, optimizer: optax.GradientTransformation)
 
 
 def batch_loss(
-    model: eqx.Module, strategy: Strategy, batch: Float[Array, "n d"], key: PRNGKeyArray
+    model: eqx.Module,
+    strategy: Strategy,
+    batch: Float[Array, "n d"],
+    key: PRNGKeyArray,
+    labels: Int[Array, " n"] | None = None,
 ) -> Float[Array, ""]:
-    """Mean of ``strategy.loss_fn`` over a batch, one independent key per point."""
+    """Mean of ``strategy.loss_fn`` over a batch, one independent key per point.
+
+    With ``labels`` (one per point, the null class allowed) the loss is the class-conditional
+    one; the per-point keys are the same with or without labels.
+    """
     keys = jax.random.split(key, batch.shape[0])
-    return jnp.mean(jax.vmap(strategy.loss_fn, in_axes=(None, 0, 0))(model, batch, keys))
+    if labels is None:
+        return jnp.mean(jax.vmap(strategy.loss_fn, in_axes=(None, 0, 0))(model, batch, keys))
+    losses = jax.vmap(strategy.loss_fn, in_axes=(None, 0, 0, 0))(model, batch, keys, labels)
+    return jnp.mean(losses)
 
 
 def ema_update(ema_model: eqx.Module, model: eqx.Module, decay: Float[Array, ""]) -> eqx.Module:
@@ -102,15 +171,29 @@ def train_step(
     dataset: DatasetConfig,
     batch_size: int,
     ema_decay: float,
+    conditional: bool = False,
+    label_dropout: float = 0.1,
 ) -> tuple[TrainState, Float[Array, ""]]:
     """One optimisation step with the batch drawn on device. Returns the new state and loss.
 
     The EMA decay warms up as min(ema_decay, (1 + step) / (10 + step)), so short runs are not
     dominated by the initial weights.
+
+    If ``conditional``, the batch comes with its labels (the same points, from the same key),
+    each label is dropped to the null class with probability ``label_dropout`` using a key of
+    its own, and the loss is conditioned on them; the batch and loss keys are those of the
+    unconditional step.
     """
     batch_key, loss_key = jax.random.split(key)
-    batch = get_batch(batch_key, dataset, batch_size)
-    loss, grads = eqx.filter_value_and_grad(batch_loss)(state.model, strategy, batch, loss_key)
+    if conditional:
+        batch, labels = get_labeled_batch(batch_key, dataset, batch_size)
+        dropout_key = jax.random.fold_in(key, _LABEL_DROPOUT_STREAM)
+        labels = drop_labels(dropout_key, labels, num_classes(dataset), label_dropout)
+    else:
+        batch, labels = get_batch(batch_key, dataset, batch_size), None
+    loss, grads = eqx.filter_value_and_grad(batch_loss)(
+        state.model, strategy, batch, loss_key, labels
+    )
     updates, opt_state = optimizer.update(
         grads, state.opt_state, eqx.filter(state.model, eqx.is_inexact_array)
     )
@@ -131,11 +214,14 @@ def train_chunk(
     dataset: DatasetConfig,
     batch_size: int,
     ema_decay: float,
+    conditional: bool = False,
+    label_dropout: float = 0.1,
 ) -> Chunk:
     """``num_steps`` training steps fused into one compiled ``lax.scan``.
 
     The key of step s is ``fold_in(key, s)``, so a run split into chunks of any size (or
     resumed from a saved state) draws exactly the same data and noise as one long run.
+    ``conditional`` and ``label_dropout`` are those of :func:`train_step`.
     """
     dynamic, static = eqx.partition(state, eqx.is_array)
 
@@ -149,6 +235,8 @@ def train_chunk(
             dataset=dataset,
             batch_size=batch_size,
             ema_decay=ema_decay,
+            conditional=conditional,
+            label_dropout=label_dropout,
         )
         return eqx.filter(new_state, eqx.is_array), loss
 
@@ -169,7 +257,13 @@ def train_chunks(
 
     Chunks are ``log_interval`` steps long (the last may be shorter). Nothing is synchronised
     with the host inside a chunk; the caller decides what to read from each yielded chunk.
+    ``train_cfg.conditional`` trains on labels (the model must have been built with
+    ``num_classes=model_num_classes(dataset, train_cfg)``).
+
+    Raises:
+        ValueError: ``train_cfg.conditional`` on an unlabelled dataset.
     """
+    check_conditioning(dataset, train_cfg)
     step = int(state.step)
     while step < train_cfg.train_steps:
         num_steps = min(train_cfg.log_interval, train_cfg.train_steps - step)
@@ -182,6 +276,8 @@ def train_chunks(
             dataset,
             train_cfg.batch_size,
             train_cfg.ema_decay,
+            train_cfg.conditional,
+            train_cfg.label_dropout,
         )
         state = chunk.state
         step += num_steps
@@ -201,16 +297,21 @@ def train(
 
     Args:
         strategy: what to learn (its ``loss_fn`` is averaged over each batch).
-        model: the initial network.
+        model: the initial network; class-conditional (built with
+            ``num_classes=model_num_classes(dataset, train_cfg)``) if ``train_cfg.conditional``.
         dataset: where batches come from (sampled on device inside the compiled loop).
-        train_cfg: batch size, number of steps, chunk length, EMA decay.
+        train_cfg: batch size, number of steps, chunk length, EMA decay, conditioning.
         optimizer_cfg: learning rate schedule and clipping.
         key: the key of every data and noise draw of training.
         on_chunk: called with each chunk's state and losses (e.g. to log progress).
 
     Returns:
         The trained model, its EMA and the loss of every step, shape (train_steps,).
+
+    Raises:
+        ValueError: ``train_cfg.conditional`` on an unlabelled dataset.
     """
+    check_conditioning(dataset, train_cfg)
     optimizer = make_optimizer(optimizer_cfg, train_cfg.train_steps)
     state = init_train_state(model, optimizer)
     losses = []

@@ -11,14 +11,14 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
 from jax_gen import likelihood
 from jax_gen.parameterization import Parameterization, path_coefficients, velocity
 from jax_gen.samplers import sample
 from jax_gen.schedules import Schedule
 
-Model = eqx.Module  # any callable model(t, x) on one point
+Model = eqx.Module  # any callable model(t, x) on one point (model(t, x, label) if conditional)
 
 
 class Strategy(eqx.Module):
@@ -44,6 +44,14 @@ class Strategy(eqx.Module):
     ) -> Float[Array, " d"]:
         """One sampling step from grid time t to the next grid time, on one point."""
 
+    def training_levels(self) -> int | None:
+        """L when the network is trained only at the times k / L (k = 0..L); None for any t.
+
+        Samplers move their grid onto these times (:func:`jax_gen.samplers.snap_to_levels`):
+        between them such a network answers for inputs it never saw.
+        """
+        return None
+
     def time_grid(self) -> Float[Array, " steps+1"]:
         """The sampling grid 0, 1/N, ..., 1 with N = ``num_transport_steps``."""
         return jnp.arange(self.num_transport_steps + 1, dtype=jnp.float32) / jnp.float32(
@@ -66,17 +74,28 @@ class Strategy(eqx.Module):
             return z, velocity(x, eps, c)
         return z, self.parameterization.target(x, eps, c)
 
-    def loss_fn(self, model: Model, x: Float[Array, " d"], key: PRNGKeyArray) -> Scalar:
+    def loss_fn(
+        self,
+        model: Model,
+        x: Float[Array, " d"],
+        key: PRNGKeyArray,
+        label: Int[Array, ""] | None = None,
+    ) -> Scalar:
         """Squared error of the network's prediction at a random time, for one data point.
 
         L = || output(t, z_t) - target ||^2 / d with t ~ ``sample_time`` and z_t, target from
         ``forward``; the output is model(t, z_t), or the velocity it implies when
         ``loss_target`` is ``"v"`` (x-prediction with a v-loss, for instance).
+
+        With a ``label`` the output is model(t, z_t, label): the class-conditional loss, whose
+        minimiser is the denoiser of the class's data, E[target | z_t, label]. ``label=None``
+        calls model(t, z_t), so any model(t, x) works unchanged. The key is used the same way
+        with or without a label.
         """
         time_key, noise_key = jax.random.split(key)
         t = self.sample_time(time_key)
         z, target = self.forward(t, x, noise_key)
-        output = model(t, z)
+        output = model(t, z) if label is None else model(t, z, label=label)
         if self.loss_target == "v":
             output = self.parameterization.to_velocity(
                 output, z, path_coefficients(self.schedule, t)

@@ -36,6 +36,9 @@ class DDPMStrategy(Strategy):
     num_transport_steps: int = eqx.field(static=True)
     loss_target: str = eqx.field(static=True, default="prediction")
 
+    def training_levels(self) -> int:
+        return self.num_transport_steps
+
     def time_of_step(self, k: Int[Array, "*k"]) -> Float[Array, "*k"]:
         """t_k = (T - k) / T, computed the same way in training and on the sampling grid."""
         t_steps = self.num_transport_steps

@@ -81,6 +81,9 @@ class ScoreMatchingStrategy(Strategy):
         if not self.step_size > 0:
             raise ValueError(f"{self.step_size=} must be positive")
 
+    def training_levels(self) -> int:
+        return self.num_transport_steps
+
     def time_of_level(self, k: Int[Array, "*k"]) -> Float[Array, "*k"]:
         """t_k = k / L, computed the same way in training and on the sampling grid."""
         return k.astype(jnp.float32) / jnp.float32(self.num_transport_steps)
