@@ -639,3 +639,82 @@ def test_plot_field_end_to_end(in_tmp, capsys, trained):
     code, _, err = run(["plot-field", "--model-path", trained, "--field", "score"], capsys)
     assert code == 0, err
     assert trained.with_name("model.field.gif").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Conditional generation and guidance
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def conditional_mixture(tmp_path_factory):
+    path = tmp_path_factory.mktemp("conditional") / "cond.eqx"
+    argv = ["train", "strategy:flow-matching", "--strategy.num-transport-steps", "16"]
+    argv += ["model:mlp", "--model.hidden-dim", "64", "--model.depth", "2"]
+    argv += ["dataset:gaussian-mixture", "--conditional", "--label-dropout", "0.2"]
+    argv += ["--batch-size", "256", "--train-steps", "500", "--log-interval", "250"]
+    argv += ["--optimizer.learning-rate", "3e-3", "--optimizer.warmup-steps", "50"]
+    argv += ["--ema-decay", "0.99"]
+    main([*argv, "--num-samples", "400", "--model-path", str(path)])
+    return path
+
+
+def test_generate_a_class_with_guidance(in_tmp, capsys, conditional_mixture):
+    from jax_gen.data import gaussian_mixture_centres
+
+    centres = gaussian_mixture_centres(GaussianMixtureConfig())
+    for scale in ("1", "3"):
+        points = in_tmp / f"class2_w{scale}.npy"
+        argv = ["generate", "--model-path", conditional_mixture, "--condition", "2"]
+        argv += ["--guidance-scale", scale, "--num-samples", "400"]
+        code, out, err = run([*argv, "--output-samples-path", points], capsys)
+        assert code == 0, err
+        assert f"class 2, guidance {scale}" in out + err
+        samples = np.load(points)
+        nearest = np.linalg.norm(samples[:, None] - centres[None], axis=-1).argmin(axis=1)
+        assert np.mean(nearest == 2) > 0.9
+    # Without --condition: every class, drawn with the mixture's weights.
+    points = in_tmp / "all.npy"
+    code, out, err = run(
+        ["generate", "--model-path", conditional_mixture, "--output-samples-path", points], capsys
+    )
+    assert code == 0, err
+    nearest = np.linalg.norm(np.load(points)[:, None] - centres[None], axis=-1).argmin(axis=1)
+    assert len(np.unique(nearest)) == 4
+
+
+def test_conditioning_errors(in_tmp, capsys, trained, conditional_mixture):
+    cases = [
+        (["generate", "--model-path", trained, "--condition", "1"], "needs a model trained"),
+        (["generate", "--model-path", trained, "--guidance-scale", "2"], "needs a model trained"),
+        (["generate", "--model-path", conditional_mixture, "--condition", "9"], "(0..3)"),
+        (["generate", "--model-path", trained, "--guidance-scale", "-1"], "guidance_scale=-1.0"),
+        (["train", "dataset:cat", "--conditional", *FAST], "dataset cat has no labels"),
+    ]
+    for argv, fragment in cases:
+        code, _, err = run(argv, capsys)
+        assert_clean_failure(code, err, fragment)
+    assert not (in_tmp / "outputs").exists()
+
+
+def test_digits_end_to_end(in_tmp, capsys):
+    path = in_tmp / "digits.eqx"
+    argv = ["train", "strategy:ddpm", "--strategy.num-transport-steps", "10", *TINY]
+    argv += ["dataset:digits", "--conditional", *FAST, "--model-path", path]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    with Image.open(in_tmp / "digits.samples.png") as image:
+        assert image.format == "PNG"
+    code, out, err = run(["generate", "--model-path", path, "--condition", "3"], capsys)
+    assert code == 0, err
+    code, out, err = run(
+        ["animate", "--model-path", path, "--num-samples", "20", "--max-frames", "5"], capsys
+    )
+    assert code == 0, err
+    with Image.open(in_tmp / "digits.gif") as image:
+        assert image.n_frames == 5
+    code, out, err = run(["evaluate", "--model-path", path, *EVAL_FAST], capsys)
+    assert code == 0, err
+    assert not (in_tmp / "digits.density.png").exists()  # no plane to draw a density on
+    code, _, err = run(["plot-field", "--model-path", path], capsys)
+    assert_clean_failure(code, err, "digits is not 2-D data")

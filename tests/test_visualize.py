@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.colors
 import matplotlib.figure
 import numpy as np
 import PIL.Image
@@ -416,3 +417,59 @@ def test_save_density_png_draws_the_density_where_it_is(tmp_path):
     assert upper_y < lower_y - 50  # +y is up (image rows grow downwards)
     with pytest.raises(ValueError, match="resolution"):
         visualize.save_density_png(tmp_path / "x.png", [("bad", np.zeros(10))], bounds, title="")
+
+
+# ----------------------------------------------------------------------------------------------
+# Image grids and class colours
+# ----------------------------------------------------------------------------------------------
+
+
+def test_images_to_grid_places_each_pixel_where_documented():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1.5, 1.5, size=(5, 6))  # 2 x 3 images, some values out of range
+    grid = visualize.images_to_grid(images, (2, 3), rows=2, scale=2)
+    columns, h, w, scale = 3, 2, 3, 2
+    assert grid.shape == (2 * (h * scale + 1) + 1, columns * (w * scale + 1) + 1)
+    for i in range(5):
+        for r in range(h):
+            for c in range(w):
+                value = np.clip(images[i, r * w + c], -1, 1)
+                top = 1 + (i // columns) * (h * scale + 1) + r * scale
+                left = 1 + (i % columns) * (w * scale + 1) + c * scale
+                block = grid[top : top + scale, left : left + scale]
+                assert np.all(block == np.round(255 * (1 - value) / 2))
+    assert grid[0, 0] == 128  # separator
+    with pytest.raises(ValueError, match="shape"):
+        visualize.images_to_grid(images, (3, 3))
+
+
+def test_image_trajectory_gif_frames_go_from_noise_to_samples(tmp_path):
+    states = np.stack([np.full((4, 4), -1.0), np.zeros((4, 4)), np.full((4, 4), 1.0)])
+    path = tmp_path / "images.gif"
+    frames = visualize.save_image_trajectory_gif(path, states, (2, 2), fps=10, rows=2, title="x")
+    assert frames == 3
+    with Image.open(path) as image:
+        assert image.n_frames == 3
+        decoded = []
+        for frame in ImageSequence.Iterator(image):
+            assert frame.info["duration"] == 100
+            decoded.append(np.asarray(frame.convert("L"))[CAPTION_HEIGHT:])
+    grid = visualize.images_to_grid(states[0], (2, 2), rows=2)
+    np.testing.assert_array_equal(decoded[0][: grid.shape[0], : grid.shape[1]], grid)
+    last = visualize.images_to_grid(states[-1], (2, 2), rows=2)
+    np.testing.assert_array_equal(decoded[-1][: last.shape[0], : last.shape[1]], last)
+
+
+def test_labels_colour_the_points_by_class(tmp_path):
+    points = np.random.default_rng(1).normal(size=(300, 2))
+    labels = np.arange(300) % 3
+    plain, coloured = tmp_path / "plain.png", tmp_path / "coloured.png"
+    visualize.save_samples_png(plain, points, points, "t")
+    visualize.save_samples_png(coloured, points, points, "t", labels=labels, data_labels=labels)
+    image = np.asarray(Image.open(coloured).convert("RGB")).reshape(-1, 3).astype(int)
+    for k in range(3):
+        rgb = (np.array(matplotlib.colors.to_rgb(f"C{k}")) * 255).round()
+        assert np.any(np.abs(image - rgb).sum(axis=1) <= 3), f"class {k}'s colour"
+    again = tmp_path / "again.png"
+    visualize.save_samples_png(again, points, points, "t", labels=None)
+    assert plain.read_bytes() == again.read_bytes()

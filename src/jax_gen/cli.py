@@ -40,8 +40,19 @@ from jax_gen.config import (
     name_of,
     validate_all,
 )
+from jax_gen.data import (
+    DIGITS_IMAGE_SHAPE,
+    class_frequencies,
+    from_plane,
+    get_batch,
+    get_labeled_batch,
+    has_log_density,
+    is_planar,
+    log_density,
+    num_classes,
+    to_plane,
+)
 from jax_gen.data import data_dim as dataset_dim
-from jax_gen.data import from_plane, get_batch, has_log_density, log_density, to_plane
 from jax_gen.files import atomic_output, check_output_path
 from jax_gen.likelihood import log_prob
 from jax_gen.metrics import distance_and_floor, energy_distance, mmd, sliced_wasserstein
@@ -49,6 +60,7 @@ from jax_gen.models import create_model
 from jax_gen.samplers import sample
 from jax_gen.strategies import create_strategy
 from jax_gen.train import (
+    check_conditioning,
     init_train_state,
     make_optimizer,
     model_num_classes,
@@ -125,6 +137,9 @@ class SamplingOptions:
     seed: int = 0
     """Seed of the noise (same seed, same points)."""
     sampler: Annotated[SamplerConfig, tyro.conf.arg(name="")] = SamplerConfig()
+    condition: int | None = None
+    """Class to generate, for a model trained with --conditional (default: each point's class
+    drawn with the data's class frequencies)."""
     use_ema: bool = True
     """Sample with the exponential moving average of the weights."""
     strategy: StrategyChoice | None = None
@@ -320,9 +335,23 @@ def plane(points: Any, dataset: Any) -> np.ndarray:
     return np.asarray(flat).reshape(*points.shape[:-1], 2)
 
 
-def quality(samples: np.ndarray, dataset: Any, key: jax.Array) -> tuple[float, float]:
-    """Sliced W2 from samples to fresh data, and its noise floor (see jax_gen.metrics)."""
-    return distance_and_floor(samples, lambda k, n: get_batch(k, dataset, n), key)
+def quality(
+    samples: np.ndarray, dataset: Any, key: jax.Array, condition: int | None = None
+) -> tuple[float, float]:
+    """Sliced W2 from samples to fresh data (of class ``condition``), and its noise floor."""
+    if condition is None:
+        return distance_and_floor(samples, lambda k, n: get_batch(k, dataset, n), key)
+    return distance_and_floor(samples, lambda k, n: class_data(k, dataset, condition, n), key)
+
+
+def class_data(key: jax.Array, dataset: Any, label: int, n: int) -> np.ndarray:
+    """n fresh data points of one class (drawn in a batch three times the expected need)."""
+    frequency = float(class_frequencies(dataset)[label])
+    points, labels = get_labeled_batch(key, dataset, int(np.ceil(3 * n / frequency)) + 64)
+    chosen = np.asarray(points)[np.asarray(labels) == label][:n]
+    if chosen.shape[0] < n:
+        raise ValueError(f"drew too few points of class {label}; try another --seed")
+    return chosen
 
 
 def quality_line(distance: float, floor: float) -> str:
@@ -332,10 +361,75 @@ def quality_line(distance: float, floor: float) -> str:
     )
 
 
-def describe_sampling(cfg: ExperimentConfig, sampler: SamplerConfig, nfe: int) -> str:
+def describe_sampling(
+    cfg: ExperimentConfig, sampler: SamplerConfig, nfe: int, condition: int | None = None
+) -> str:
     s = cfg.strategy
     name = "" if sampler.sampler == "default" else f", {sampler.sampler} sampler"
-    return f"{name_of(s)}, {s.prediction}-prediction{name}, NFE {nfe}"
+    text = f"{name_of(s)}, {s.prediction}-prediction{name}, NFE {nfe}"
+    if cfg.train.conditional:
+        which = "all classes" if condition is None else f"class {condition}"
+        text += f", {which}, guidance {sampler.guidance_scale:g}"
+    return text
+
+
+def sampling_labels(
+    cfg: ExperimentConfig, sampler: SamplerConfig, condition: int | None, key, n: int
+) -> jax.Array | None:
+    """The class of each of n points: ``condition``, or drawn with the data's class frequencies.
+
+    None for an unconditional model, which takes neither a class nor a guidance scale.
+    """
+    if not cfg.train.conditional:
+        if condition is not None:
+            raise ValueError("--condition needs a model trained with --conditional")
+        if sampler.guidance_scale != 1.0:
+            raise ValueError("--guidance-scale needs a model trained with --conditional")
+        return None
+    classes = num_classes(cfg.dataset)
+    if condition is not None:
+        if not 0 <= condition < classes:
+            raise ValueError(
+                f"--condition {condition} is not a class of {name_of(cfg.dataset)} "
+                f"(0..{classes - 1})"
+            )
+        return jax.numpy.full(n, condition, jax.numpy.int32)
+    weights = jax.numpy.asarray(class_frequencies(cfg.dataset))
+    return jax.random.choice(key, classes, (n,), p=weights).astype(jax.numpy.int32)
+
+
+def fresh_data(cfg: ExperimentConfig, key, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """n fresh data points, and their labels when the model is class-conditional."""
+    if cfg.train.conditional:
+        data, labels = get_labeled_batch(key, cfg.dataset, n)
+        return np.asarray(data), np.asarray(labels)
+    return np.asarray(get_batch(key, cfg.dataset, n)), None
+
+
+def save_samples_figure(
+    path: Path, samples, data, cfg: ExperimentConfig, title: str, labels=None, data_labels=None
+) -> None:
+    """Points beside fresh data for 2-D datasets, an image grid (a row per class) for images."""
+    if is_planar(cfg.dataset):
+        visualize.save_samples_png(
+            path,
+            plane(samples, cfg.dataset),
+            plane(data, cfg.dataset),
+            title=title,
+            labels=None if labels is None else np.asarray(labels),
+            data_labels=None if data_labels is None else np.asarray(data_labels),
+        )
+        return
+    images, row_labels, rows = np.asarray(samples), None, None
+    if labels is not None:
+        order = np.argsort(np.asarray(labels), kind="stable")
+        images, present = images[order], np.unique(np.asarray(labels))
+        rows, row_labels = len(present), [f"class {k}" for k in present]
+        per_row = min(int(np.sum(np.asarray(labels) == k)) for k in present)
+        images = np.concatenate([images[np.asarray(labels)[order] == k][:per_row] for k in present])
+    visualize.save_image_grid(
+        path, images, DIGITS_IMAGE_SHAPE, rows=rows, title=title, row_labels=row_labels
+    )
 
 
 def describe(cfg: ExperimentConfig) -> str:
@@ -380,6 +474,7 @@ def run_train(cmd: TrainCommand) -> None:
     ):
         check_output_path(path, flag)
     check_dataset(cfg.dataset)
+    check_conditioning(cfg.dataset, cfg.train)
 
     init_key, train_key, sample_key = run_keys(cfg.train.seed)
     strategy = create_strategy(cfg.strategy)
@@ -425,6 +520,7 @@ def run_train(cmd: TrainCommand) -> None:
             )
             if rerun:
                 rerun[0].log_losses(previous_step, chunk_losses)
+            if rerun and is_planar(cfg.dataset):
                 snapshot, _ = strategy.sample_from_target_distribution(
                     state.ema_model, jax.random.fold_in(sample_key, step), 500, data_dim
                 )
@@ -451,14 +547,12 @@ def run_train(cmd: TrainCommand) -> None:
         loss_path, all_losses, title=f"{describe(cfg)} on {name_of(cfg.dataset)}"
     )
 
-    samples, _ = strategy.sample_from_target_distribution(
-        state.ema_model, sample_key, cmd.num_samples, data_dim
-    )
-    samples = np.asarray(samples)
-    data = np.asarray(get_batch(jax.random.fold_in(sample_key, 1), cfg.dataset, cmd.num_samples))
-    visualize.save_samples_png(
-        samples_path, plane(samples, cfg.dataset), plane(data, cfg.dataset), title=describe(cfg)
-    )
+    label_key, data_key = jax.random.split(jax.random.fold_in(sample_key, 1))
+    labels = sampling_labels(cfg, SamplerConfig(), None, label_key, cmd.num_samples)
+    result = sample(strategy, state.ema_model, sample_key, cmd.num_samples, data_dim, labels=labels)
+    samples = np.asarray(result.samples)
+    data, data_labels = fresh_data(cfg, data_key, cmd.num_samples)
+    save_samples_figure(samples_path, samples, data, cfg, describe(cfg), labels, data_labels)
     distance, floor = quality(samples, cfg.dataset, jax.random.fold_in(sample_key, 2))
     if rerun:
         rerun[0].close()
@@ -507,25 +601,35 @@ def run_generate(cmd: GenerateCommand) -> None:
     check_dataset(cfg.dataset)
 
     sample_key, data_key = jax.random.split(jax.random.key(options.seed))
+    labels = sampling_labels(
+        cfg, sampler, options.condition, jax.random.fold_in(sample_key, 1), cmd.num_samples
+    )
     start = time.perf_counter()
-    result = sample(strategy, model, sample_key, cmd.num_samples, data_dim, sampler)
+    result = sample(strategy, model, sample_key, cmd.num_samples, data_dim, sampler, labels)
     samples, trajectory = np.asarray(result.samples), result.trajectory
     elapsed = time.perf_counter() - start
-    title = describe_sampling(cfg, sampler, int(result.nfe))
-    data = np.asarray(get_batch(data_key, cfg.dataset, cmd.num_samples))
-    visualize.save_samples_png(
-        image_path, plane(samples, cfg.dataset), plane(data, cfg.dataset), title=title
-    )
+    title = describe_sampling(cfg, sampler, int(result.nfe), options.condition)
+    if options.condition is None:
+        data, data_labels = fresh_data(cfg, data_key, cmd.num_samples)
+    else:
+        data = class_data(data_key, cfg.dataset, options.condition, cmd.num_samples)
+        data_labels = np.full(cmd.num_samples, options.condition)
+    save_samples_figure(image_path, samples, data, cfg, title, labels, data_labels)
     if cmd.output_samples_path is not None:
         with atomic_output(cmd.output_samples_path) as tmp:
             if cmd.output_samples_path.suffix.lower() == ".npy":
                 with open(tmp, "wb") as f:
                     np.save(f, samples)
             else:
-                np.savetxt(tmp, samples, delimiter=",", header="x,y", comments="")
-    distance, floor = quality(samples, cfg.dataset, jax.random.fold_in(data_key, 1))
+                header = ",".join(f"x{i}" for i in range(samples.shape[1]))
+                if samples.shape[1] == 2:
+                    header = "x,y"
+                np.savetxt(tmp, samples, delimiter=",", header=header, comments="")
+    distance, floor = quality(
+        samples, cfg.dataset, jax.random.fold_in(data_key, 1), options.condition
+    )
     rerun = open_rerun(cmd.rerun, options.model_path, "generate")
-    if rerun:
+    if rerun and is_planar(cfg.dataset):
         rerun[0].log_trajectory(plane(trajectory, cfg.dataset))
         rerun[0].close()
 
@@ -545,17 +649,36 @@ def run_animate(cmd: AnimateCommand) -> None:
     cfg, strategy, model, data_dim, sampler = load_for_sampling(options)
 
     sample_key, _ = jax.random.split(jax.random.key(options.seed))
-    result = sample(strategy, model, sample_key, cmd.num_samples, data_dim, sampler)
-    trajectory = plane(result.trajectory, cfg.dataset)
-    title = describe_sampling(cfg, sampler, int(result.nfe))
-    frames = visualize.save_trajectory_gif(
-        video_path, trajectory, fps=cmd.fps, max_frames=cmd.max_frames, title=title
+    labels = sampling_labels(
+        cfg, sampler, options.condition, jax.random.fold_in(sample_key, 1), cmd.num_samples
     )
+    result = sample(strategy, model, sample_key, cmd.num_samples, data_dim, sampler, labels)
+    title = describe_sampling(cfg, sampler, int(result.nfe), options.condition)
+    states = result.trajectory.shape[0]
+    if is_planar(cfg.dataset):
+        trajectory = plane(result.trajectory, cfg.dataset)
+        frames = visualize.save_trajectory_gif(
+            video_path, trajectory, fps=cmd.fps, max_frames=cmd.max_frames, title=title
+        )
+    else:
+        trajectory = np.asarray(result.trajectory)
+        if labels is not None:
+            trajectory = trajectory[:, np.argsort(np.asarray(labels), kind="stable")]
+        frames = visualize.save_image_trajectory_gif(
+            video_path,
+            trajectory,
+            DIGITS_IMAGE_SHAPE,
+            fps=cmd.fps,
+            max_frames=cmd.max_frames,
+            rows=None,
+            title=title,
+        )
     rerun = open_rerun(cmd.rerun, options.model_path, "animate")
-    if rerun:
+    if rerun and is_planar(cfg.dataset):
         rerun[0].log_trajectory(trajectory)
+    if rerun:
         rerun[0].close()
-    say(f"animated {trajectory.shape[0] - 1} steps of {title} in {frames} frames")
+    say(f"animated {states - 1} steps of {title} in {frames} frames")
     say(f"animation    {video_path}")
     if rerun:
         say(f"rerun        {rerun[1]}")
@@ -568,11 +691,12 @@ def run_animate(cmd: AnimateCommand) -> None:
 METRICS = {"sliced W2": sliced_wasserstein, "energy": energy_distance, "MMD": mmd}
 
 
-def timed_sample(strategy, model, key, num_samples, data_dim, sampler):
+def timed_sample(strategy, model, key, num_samples, data_dim, sampler, labels=None):
     """Samples once to compile, then again on the clock; returns (result, seconds)."""
-    jax.block_until_ready(sample(strategy, model, key, num_samples, data_dim, sampler))
+    args = (strategy, model, key, num_samples, data_dim, sampler, labels)
+    jax.block_until_ready(sample(*args))
     start = time.perf_counter()
-    result = jax.block_until_ready(sample(strategy, model, key, num_samples, data_dim, sampler))
+    result = jax.block_until_ready(sample(*args))
     return result, time.perf_counter() - start
 
 
@@ -587,18 +711,26 @@ def run_evaluate(cmd: EvaluateCommand) -> None:
     json_path = cmd.output_json_path or beside(options.model_path, ".evaluate.json")
     density_path = cmd.output_density_path or beside(options.model_path, ".density.png")
     check_output_path(json_path, "--output-json-path")
-    heat_map = cmd.nll_points > 0 and cmd.density_resolution > 0
-    if heat_map:
-        check_output_path(density_path, "--output-density-path")
     cfg, strategy, model, data_dim, sampler = load_for_sampling(options)
     check_dataset(cfg.dataset)
+    heat_map = cmd.nll_points > 0 and cmd.density_resolution > 0 and is_planar(cfg.dataset)
+    if heat_map:
+        check_output_path(density_path, "--output-density-path")
     sample_key, metric_key, nll_key, probe_key = jax.random.split(jax.random.key(options.seed), 4)
+    labels = sampling_labels(
+        cfg, sampler, options.condition, jax.random.fold_in(sample_key, 1), cmd.num_samples
+    )
+
+    def draw_data(key, n):
+        if options.condition is None:
+            return get_batch(key, cfg.dataset, n)
+        return class_data(key, cfg.dataset, options.condition, n)
 
     rows = []
     for steps in cmd.steps or (sampler.num_sampling_steps,):
         row_sampler = dataclasses.replace(sampler, num_sampling_steps=steps)
         result, seconds = timed_sample(
-            strategy, model, sample_key, cmd.num_samples, data_dim, row_sampler
+            strategy, model, sample_key, cmd.num_samples, data_dim, row_sampler, labels
         )
         samples = np.asarray(result.samples)
         row = {
@@ -610,7 +742,7 @@ def run_evaluate(cmd: EvaluateCommand) -> None:
         for name, metric in METRICS.items():
             distance, floor = distance_and_floor(
                 samples,
-                lambda k, n: get_batch(k, cfg.dataset, n),
+                draw_data,
                 metric_key,
                 repeats=cmd.repeats,
                 metric=metric,
@@ -625,6 +757,8 @@ def run_evaluate(cmd: EvaluateCommand) -> None:
         "dataset": name_of(cfg.dataset),
         "data_dim": data_dim,
         "sampler": sampler.sampler,
+        "condition": options.condition,
+        "guidance_scale": sampler.guidance_scale if cfg.train.conditional else None,
         "num_samples": cmd.num_samples,
         "rows": rows,
     }
@@ -727,6 +861,8 @@ def run_plot_field(cmd: PlotFieldCommand) -> None:
     check_output_path(video_path, "--output-video-path")
     saved = checkpoint.load(cmd.model_path)
     cfg = saved.config
+    if not is_planar(cfg.dataset):
+        raise ValueError(f"plot-field draws 2-D fields; {name_of(cfg.dataset)} is not 2-D data")
     check_dataset(cfg.dataset)
     strategy = create_strategy(cfg.strategy)
     model = saved.state.ema_model if cmd.use_ema else saved.state.model

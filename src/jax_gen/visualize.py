@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import numpy as np
-from jaxtyping import Float, UInt8
+from jaxtyping import Float, Int, UInt8
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
@@ -121,6 +121,8 @@ def save_samples_png(
     samples: Float[np.ndarray, "n 2"],
     data: Float[np.ndarray, "m 2"],
     title: str,
+    labels: Int[np.ndarray, " n"] | None = None,
+    data_labels: Int[np.ndarray, " m"] | None = None,
 ) -> None:
     """Plots fresh data (left) and generated samples (right) side by side; writes a PNG.
 
@@ -133,6 +135,8 @@ def save_samples_png(
         samples: generated points, shape (n, 2).
         data: fresh points of the dataset, shape (m, 2).
         title: the figure's title, e.g. the strategy.
+        labels, data_labels: optional int class of each point; points are then coloured one
+            colour per class (tab10), with a legend.
     """
     samples = _as_points(samples, "samples")
     data = _as_points(data, "data")
@@ -143,8 +147,26 @@ def save_samples_png(
         (axes[0], data, f"fresh data (n={data.shape[0]})", "tab:gray"),
         (axes[1], samples, f"generated (n={samples.shape[0]})", "tab:blue"),
     )
+    classes = {
+        id(samples): None if labels is None else np.asarray(labels),
+        id(data): None if data_labels is None else np.asarray(data_labels),
+    }
     for ax, points, label, color in panels:
-        ax.scatter(points[:, 0], points[:, 1], s=2, linewidths=0, color=color)
+        point_labels = classes[id(points)]
+        if point_labels is None:
+            ax.scatter(points[:, 0], points[:, 1], s=2, linewidths=0, color=color)
+        else:
+            for k in np.unique(point_labels):
+                chosen = points[point_labels == k]
+                ax.scatter(
+                    chosen[:, 0],
+                    chosen[:, 1],
+                    s=2,
+                    linewidths=0,
+                    color=f"C{int(k) % 10}",
+                    label=f"class {int(k)}",
+                )
+            ax.legend(loc="upper right", markerscale=4, fontsize=8)
         ax.set_xlim(xmin, xmax)
         ax.set_ylim(ymin, ymax)
         ax.set_aspect("equal")
@@ -369,6 +391,121 @@ def save_field_gif(
             append_images=palette[1:],
             duration=gif_frame_duration_ms(fps),
             loop=0,
+        )
+    return len(frames)
+
+
+# ----------------------------------------------------------------------------------------------
+# Images (the digits)
+# ----------------------------------------------------------------------------------------------
+
+IMAGE_SCALE = 4
+"""Screen pixels per image pixel in image grids."""
+
+
+def images_to_grid(
+    images: Float[np.ndarray, "n pixels"],
+    image_shape: tuple[int, int],
+    rows: int | None = None,
+    scale: int = IMAGE_SCALE,
+) -> UInt8[np.ndarray, "height width"]:
+    """Lays flat images out on a grey grid, row-major, each upscaled by ``scale``.
+
+    Values in [-1, 1] (clipped) map to grey levels as ink on paper: -1 white (255), 1 black (0),
+    ``round(255 (1 - v) / 2)``. Image i sits in grid row i // columns, column i % columns, its
+    pixel (r, c) covering rows 1 + (i // columns) (h scale + 1) + r scale + [0, scale) of the
+    grid (a 1-pixel mid-grey separator before every cell), and likewise for columns.
+
+    Args:
+        images: (n, h * w) flat images.
+        image_shape: (h, w).
+        rows: grid rows (default: a near-square grid).
+        scale: upscaling factor (nearest neighbour).
+    """
+    images = np.asarray(images, dtype=np.float64)
+    h, w = image_shape
+    if images.ndim != 2 or images.shape[1] != h * w:
+        raise ValueError(f"images must have shape (n, {h * w}), got {images.shape}")
+    n = images.shape[0]
+    rows = rows or max(1, int(np.floor(np.sqrt(n))))
+    columns = max(1, int(np.ceil(n / rows)))
+    grey = np.round(255 * (1 - np.clip(images, -1, 1)) / 2).astype(np.uint8)
+    grid = np.full((rows * (h * scale + 1) + 1, columns * (w * scale + 1) + 1), 128, np.uint8)
+    for i in range(min(n, rows * columns)):
+        cell = np.kron(grey[i].reshape(h, w), np.ones((scale, scale), np.uint8))
+        top, left = 1 + (i // columns) * (h * scale + 1), 1 + (i % columns) * (w * scale + 1)
+        grid[top : top + h * scale, left : left + w * scale] = cell
+    return grid
+
+
+def save_image_grid(
+    path: Path,
+    images: Float[np.ndarray, "n pixels"],
+    image_shape: tuple[int, int],
+    rows: int | None,
+    title: str,
+    row_labels: list[str] | None = None,
+    scale: int = IMAGE_SCALE,
+) -> None:
+    """Writes :func:`images_to_grid` as a PNG with a title and optional row labels on the left."""
+    grid = images_to_grid(images, image_shape, rows, scale)
+    fig = Figure(
+        figsize=(grid.shape[1] / DPI + 1.2, grid.shape[0] / DPI + 0.6),
+        dpi=DPI,
+        layout="constrained",
+    )
+    ax = fig.subplots()
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_xticks([])
+    if row_labels:
+        cell = image_shape[0] * scale + 1
+        ax.set_yticks([1 + cell * (r + 0.5) for r in range(len(row_labels))], row_labels)
+    else:
+        ax.set_yticks([])
+    ax.set_title(title, fontsize=9)
+    _save_figure(fig, path)
+
+
+def save_image_trajectory_gif(
+    path: Path,
+    trajectory: Float[np.ndarray, "states n pixels"],
+    image_shape: tuple[int, int],
+    fps: float,
+    max_frames: int = 120,
+    rows: int | None = None,
+    title: str = "",
+) -> int:
+    """A GIF of images denoising: one :func:`images_to_grid` per state shown, noise first.
+
+    The states are ``gif_frame_indices(len(trajectory), max_frames)``, as in
+    :func:`save_trajectory_gif`, each frame with a caption (state, t and ``title``) on top.
+
+    Returns:
+        The number of frames written.
+    """
+    trajectory = np.asarray(trajectory)
+    if trajectory.ndim != 3:
+        raise ValueError(f"trajectory must have shape (states, n, pixels), got {trajectory.shape}")
+    indices = gif_frame_indices(trajectory.shape[0], max_frames)
+    last = trajectory.shape[0] - 1
+    font = ImageFont.load_default(_CAPTION_FONT_SIZE)
+    frames = []
+    for k in indices:
+        grid = images_to_grid(trajectory[k], image_shape, rows)
+        width = max(grid.shape[1], 240)
+        body = np.full((grid.shape[0], width), 255, np.uint8)
+        body[:, : grid.shape[1]] = grid
+        caption = _caption((f"state {k}/{last}  t = {k / max(last, 1):.2f}", title), width, font)
+        frames.append(Image.fromarray(np.concatenate([caption, body])))
+    with atomic_output(Path(path)) as tmp:
+        frames[0].save(
+            tmp,
+            format="GIF",
+            save_all=True,
+            append_images=frames[1:],
+            duration=gif_frame_duration_ms(fps),
+            loop=0,
+            disposal=1,
         )
     return len(frames)
 
