@@ -166,7 +166,7 @@ def save_samples_png(
                     color=f"C{int(k) % 10}",
                     label=f"class {int(k)}",
                 )
-            ax.legend(loc="upper right", markerscale=4, fontsize=8)
+            ax.legend(loc="center", markerscale=4, fontsize=8)
         ax.set_xlim(xmin, xmax)
         ax.set_ylim(ymin, ymax)
         ax.set_aspect("equal")
