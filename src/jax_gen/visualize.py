@@ -383,16 +383,7 @@ def save_field_gif(
         canvas.draw()
         frames.append(Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]))
     palette = [frame.convert("P", palette=Image.Palette.ADAPTIVE) for frame in frames]
-    with atomic_output(Path(path)) as tmp:
-        palette[0].save(
-            tmp,
-            format="GIF",
-            save_all=True,
-            append_images=palette[1:],
-            duration=gif_frame_duration_ms(fps),
-            loop=0,
-        )
-    return len(frames)
+    return _write_gif(path, palette, fps)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -497,17 +488,7 @@ def save_image_trajectory_gif(
         body[:, : grid.shape[1]] = grid
         caption = _caption((f"state {k}/{last}  t = {k / max(last, 1):.2f}", title), width, font)
         frames.append(Image.fromarray(np.concatenate([caption, body])))
-    with atomic_output(Path(path)) as tmp:
-        frames[0].save(
-            tmp,
-            format="GIF",
-            save_all=True,
-            append_images=frames[1:],
-            duration=gif_frame_duration_ms(fps),
-            loop=0,
-            disposal=1,
-        )
-    return len(frames)
+    return _write_gif(path, frames, fps)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -629,6 +610,26 @@ def gif_frame_duration_ms(fps: float) -> int:
     return 10 * max(2, round(100 / fps))
 
 
+def _write_gif(path: Path, frames: list[Image.Image], fps: float) -> int:
+    """Writes full frames as a looping GIF, atomically; returns the number of frames.
+
+    ``disposal=1`` draws each frame over the previous one and ``optimize=False`` keeps the
+    palette as given, so decoding gives every frame back whole.
+    """
+    with atomic_output(Path(path)) as tmp:
+        frames[0].save(
+            tmp,
+            format="gif",
+            save_all=True,
+            append_images=frames[1:],
+            duration=gif_frame_duration_ms(fps),
+            loop=0,
+            optimize=False,
+            disposal=1,
+        )
+    return len(frames)
+
+
 def _caption(lines: tuple[str, str], size: int, font: ImageFont.FreeTypeFont) -> np.ndarray:
     strip = Image.new("L", (size, CAPTION_HEIGHT), 255)
     draw = ImageDraw.Draw(strip)
@@ -670,7 +671,7 @@ def save_trajectory_gif(
     Returns:
         The number of frames written, ``min(len(trajectory), max_frames)``.
     """
-    duration = gif_frame_duration_ms(fps)
+    gif_frame_duration_ms(fps)  # refuses a bad fps before any drawing
     if max_frames < 2:
         raise ValueError(f"max_frames={max_frames!r} must be at least 2")
     trajectory = np.asarray(trajectory)
@@ -690,18 +691,7 @@ def save_trajectory_gif(
             [_caption((counter, title), size, font), rasterize(trajectory[k], bounds, size)]
         )
         frames.append(Image.fromarray(pixels, mode="L"))
-    with atomic_output(Path(path)) as tmp:
-        frames[0].save(
-            tmp,
-            format="gif",
-            save_all=True,
-            append_images=frames[1:],
-            duration=duration,
-            loop=0,
-            optimize=False,
-            disposal=1,
-        )
-    return len(frames)
+    return _write_gif(path, frames, fps)
 
 
 # ----------------------------------------------------------------------------------------------
