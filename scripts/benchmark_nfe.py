@@ -16,6 +16,13 @@ floor is the same across the table.
     uv run scripts/benchmark_nfe.py     # writes outputs/benchmark_nfe.md and .png
     uv run scripts/benchmark_nfe.py --datasets moon --strategies flow-matching --nfe 1 2 4 8
     uv run scripts/benchmark_nfe.py --predictions eps x v     # every prediction of each strategy
+    uv run scripts/benchmark_nfe.py --strategies flow-matching --couplings independent ot \
+        --batch-size 256 --nfe 1 2 4 8      # optimal-transport coupling against independent pairs
+
+With ``--couplings independent ot`` each flow-matching model is trained twice, with independent
+and with optimal-transport pairs (labelled ``flow-matching/ot``), and a last table puts the two
+side by side for every deterministic sampler at the budgets up to 8 NFE. Samplers that need
+the score (``ancestral``, ``euler-maruyama``, ``pc``) have none under a coupling: ``-``.
 """
 
 import argparse
@@ -45,7 +52,7 @@ from jax_gen.config import (
 from jax_gen.data import get_batch, is_planar
 from jax_gen.metrics import distance_and_floor
 from jax_gen.models import create_model
-from jax_gen.samplers import nfe_schedule, sample
+from jax_gen.samplers import STOCHASTIC, nfe_schedule, sample
 from jax_gen.strategies import create_strategy
 from jax_gen.train import init_train_state, make_optimizer, run_keys, train_chunks
 
@@ -54,6 +61,7 @@ DATASETS = {name: cls() for name, cls in config.DATASETS.items() if is_planar(cl
 STRATEGIES = {name: cls() for name, cls in config.STRATEGIES.items()}
 SAMPLERS = typing.get_args(config.SamplerName)
 PREDICTIONS = ("eps", "x", "v")
+COUPLINGS = typing.get_args(config.Coupling)
 NFE_BUDGETS = (1, 2, 4, 8, 16, 32, 64)
 TOLERANCES = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
 DATA_DIM = 2
@@ -202,6 +210,8 @@ def run_panel(
     print("\n".join(lines), flush=True)
     dataset_cfg = DATASETS[dataset]
     for name in args.samplers:
+        if name in STOCHASTIC and not strategy.has_score():
+            continue
         if name == "adaptive":
             configs = [(None, sampler_config(name, tol=tol), tol) for tol in args.tolerances]
         else:
@@ -286,23 +296,70 @@ def plot(panels: Sequence[Panel], datasets, strategies, samplers, budgets, path:
 
 
 def strategy_variants(args: argparse.Namespace) -> list[tuple[str, object, str]]:
-    """(strategy name, config, label) for every strategy x prediction asked for.
+    """(strategy name, config, label) for every strategy x prediction x coupling asked for.
 
     The label is the strategy's name for its own default prediction (so cached checkpoints of
-    the default recipe keep their names) and ``name/prediction`` otherwise.
+    the default recipe keep their names) and ``name/prediction`` otherwise, followed by
+    ``/ot`` for an optimal-transport coupling (flow matching only; the others have none).
     """
     variants = []
     for name in args.strategies:
         default = STRATEGIES[name]
         for prediction in args.predictions:
             if prediction in ("default", default.prediction):
-                variant = (name, default, name)
+                cfg, label = default, name
             else:
-                cfg = dataclasses.replace(default, prediction=prediction)
-                variant = (name, cfg, f"{name}/{prediction}")
-            if variant not in variants:
-                variants.append(variant)
+                cfg, label = (
+                    dataclasses.replace(default, prediction=prediction),
+                    f"{name}/{prediction}",
+                )
+            couplings = args.couplings if hasattr(cfg, "coupling") else ["independent"]
+            for coupling in couplings:
+                if coupling == "independent":
+                    variant = (name, cfg, label)
+                else:
+                    variant = (
+                        name,
+                        dataclasses.replace(cfg, coupling=coupling),
+                        f"{label}/{coupling}",
+                    )
+                if variant not in variants:
+                    variants.append(variant)
     return variants
+
+
+def coupling_table(panels: Sequence[Panel], budgets: Sequence[int]) -> list[str]:
+    """Independent against optimal-transport pairs, sampler by sampler, at budgets up to 8.
+
+    A cell is ``independent -> ot`` (ratios to the floor); rows are every (dataset, strategy,
+    sampler) measured with both couplings.
+    """
+    budgets = [b for b in budgets if b <= 8]
+    by_label = {(p.dataset, p.strategy): p for p in panels}
+    lines = [
+        "| dataset | model | sampler | " + " | ".join(f"NFE {b}" for b in budgets) + " |",
+        "|---|---|---|" + "---|" * len(budgets),
+    ]
+    for (dataset, label), coupled in by_label.items():
+        if not label.endswith("/ot") or (dataset, label[: -len("/ot")]) not in by_label:
+            continue
+        independent = by_label[(dataset, label[: -len("/ot")])]
+        for sampler in dict.fromkeys(p.sampler for p in coupled.points if p.rtol is None):
+            cells = []
+            for b in budgets:
+                pair = [
+                    [q.ratio for q in panel.points if q.sampler == sampler and q.nfe == b]
+                    for panel in (independent, coupled)
+                ]
+                cells.append(
+                    f"{format_ratio(pair[0][0])} -> {format_ratio(pair[1][0])}"
+                    if all(pair)
+                    else "-"
+                )
+            lines.append(
+                f"| {dataset} | {label[: -len('/ot')]} | {sampler} | " + " | ".join(cells) + " |"
+            )
+    return lines
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -321,6 +378,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=["default", *PREDICTIONS],
         help="predictions to train each strategy with (`default`: the strategy's own)",
     )
+    parser.add_argument(
+        "--couplings",
+        nargs="+",
+        default=["independent"],
+        choices=COUPLINGS,
+        help="pairings of noise and data to train flow matching with",
+    )
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
     parser.add_argument("--nfe", type=int, nargs="+", default=list(NFE_BUDGETS))
     parser.add_argument(
@@ -331,6 +395,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="rtol = atol of the adaptive solver",
     )
     parser.add_argument("--train-steps", type=int, default=TrainConfig().train_steps)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
     parser.add_argument("--hidden-dim", type=int, default=MLPConfig().hidden_dim)
     parser.add_argument("--depth", type=int, default=MLPConfig().depth)
     parser.add_argument("--num-samples", type=int, default=2000)
@@ -345,7 +410,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.nfe = sorted(set(args.nfe))
     if any(not tol > 0 for tol in args.tolerances):
         parser.error(f"--tolerances {args.tolerances}: must be positive")
-    for flag in ("train_steps", "hidden_dim", "depth", "num_samples"):
+    for flag in ("train_steps", "batch_size", "hidden_dim", "depth", "num_samples"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')}={getattr(args, flag)}: must be >= 1")
     return args
@@ -356,7 +421,9 @@ def main(argv: Sequence[str] | None = None) -> list[Panel]:
     args = parse_args(argv)
     command = shlex.join(["scripts/benchmark_nfe.py", *(sys.argv[1:] if argv is None else argv)])
     model_cfg = MLPConfig(hidden_dim=args.hidden_dim, depth=args.depth)
-    train_cfg = dataclasses.replace(TrainConfig(), train_steps=args.train_steps, seed=args.seed)
+    train_cfg = dataclasses.replace(
+        TrainConfig(), train_steps=args.train_steps, batch_size=args.batch_size, seed=args.seed
+    )
     # Training keys come from train_cfg.seed (stored in the checkpoint); these are sampling's.
     sample_key, eval_key = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 1))
     lines = [
@@ -407,6 +474,11 @@ def main(argv: Sequence[str] | None = None) -> list[Panel]:
             print("\n".join(footer), flush=True)
             lines += header + table + footer
             panels.append(panel)
+    comparison = coupling_table(panels, args.nfe)
+    if len(comparison) > 2:
+        comparison = ["", "### Independent -> optimal-transport coupling", "", *comparison]
+        print("\n".join(comparison), flush=True)
+        lines += comparison
     total = time.perf_counter() - start
     lines += ["", f"Wall time {total:.0f} s."]
     print(lines[-1], flush=True)

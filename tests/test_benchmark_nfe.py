@@ -101,3 +101,39 @@ def test_every_prediction_gets_its_own_column(benchmark):
     # DDPM's default is eps: asking for it again adds nothing.
     assert [label for _, _, label in variants] == ["ddpm", "ddpm/x"]
     assert [cfg.prediction for _, cfg, _ in variants] == ["eps", "x"]
+
+
+def test_couplings_train_flow_matching_twice_and_compare_them(benchmark, tmp_path):
+    args = benchmark.parse_args(
+        ["--strategies", "ddpm", "flow-matching", "--couplings", "independent", "ot"]
+    )
+    variants = benchmark.strategy_variants(args)
+    # DDPM has no coupling; flow matching gets one model per coupling.
+    assert [label for _, _, label in variants] == ["ddpm", "flow-matching", "flow-matching/ot"]
+    assert [getattr(cfg, "coupling", None) for _, cfg, _ in variants] == [
+        None,
+        "independent",
+        "ot",
+    ]
+
+    table = tmp_path / "nfe.md"
+    argv = ["--datasets", "moon", "--strategies", "flow-matching", "--train-steps", "20"]
+    argv += ["--couplings", "independent", "ot", "--batch-size", "32", "--nfe", "1", "2"]
+    argv += ["--samplers", "euler", "euler-maruyama", "--num-samples", "64"]
+    argv += ["--hidden-dim", "16", "--depth", "1", "--checkpoint-dir", str(tmp_path / "ckpt")]
+    argv += ["--output", str(table), "--figure", str(tmp_path / "nfe.png")]
+    panels = benchmark.main(argv)
+
+    assert [p.strategy for p in panels] == ["flow-matching", "flow-matching/ot"]
+    # The coupled flow has no score: the stochastic sampler is skipped, not run.
+    assert {p.sampler for p in panels[1].points} == {"euler"}
+    text = table.read_text()
+    assert "### Independent -> optimal-transport coupling" in text
+    (row,) = [line for line in text.splitlines() if line.startswith("| moon | flow-matching |")]
+    cells = [c.strip() for c in row.strip("|").split("|")][3:]
+    for cell, budget in zip(cells, (1, 2), strict=True):
+        before, after = (float(v) for v in cell.split(" -> "))
+        expected = [
+            q.ratio for p in panels for q in p.points if (q.sampler, q.nfe) == ("euler", budget)
+        ]
+        assert [before, after] == pytest.approx([round(r, 2) for r in expected], abs=0.006)

@@ -22,6 +22,7 @@ LossTarget = Literal["prediction", "v"]
 Activation = Literal["gelu", "relu", "swish"]
 DDPMSchedule = Literal["linear", "cosine", "sigmoid"]
 FlowPath = Literal["linear", "cosine"]
+Coupling = Literal["independent", "ot"]
 SamplerName = Literal[
     "default",
     "ancestral",
@@ -153,12 +154,17 @@ class FlowMatchingStrategyConfig(Validated):
     """The path: `linear` (z = t x + (1 - t) eps) or `cosine` (variance preserving)."""
     loss_target: LossTarget = "prediction"
     """Regress the network's own output (`prediction`) or the velocity it implies (`v`)."""
+    coupling: Coupling = "independent"
+    """How each batch's noise is paired with its data: `independent` draws, or `ot` (minibatch
+    optimal transport: straighter paths, better samples in 1-4 steps; the exact assignment
+    costs O(batch^3): 4 ms at batch 256, 110 ms at 1024 on 2 CPU cores)."""
 
     def validate(self) -> None:
         _check_positive(self, "num_transport_steps")
         _check_choice(self, "prediction", typing.get_args(Prediction))
         _check_choice(self, "path", typing.get_args(FlowPath))
         _check_choice(self, "loss_target", typing.get_args(LossTarget))
+        _check_choice(self, "coupling", typing.get_args(Coupling))
 
 
 @dataclass(frozen=True)
@@ -263,10 +269,7 @@ class CatConfig(Validated):
     """Dimension D of the points: the 2-D data embedded by a fixed random orthonormal map."""
 
     def validate(self) -> None:
-        _check_positive(self, "scale")
-        _check_ambient_dim(self)
-        if not 0 < self.threshold <= 255:
-            raise ValueError(f"threshold={self.threshold!r} must lie in (0, 255]")
+        _check_silhouette(self)
 
 
 @dataclass(frozen=True)
@@ -328,7 +331,81 @@ class DigitsConfig(Validated):
     """
 
 
-DatasetConfig = CatConfig | MoonConfig | SwissRollConfig | GaussianMixtureConfig | DigitsConfig
+
+
+def _check_silhouette(obj: Any) -> None:
+    _check_positive(obj, "scale")
+    _check_ambient_dim(obj)
+    if not 0 < obj.threshold <= 255:
+        raise ValueError(f"threshold={obj.threshold!r} must lie in (0, 255]")
+
+
+POINTS_SUFFIXES = (".npy", ".csv")
+"""File types of a points dataset: a NumPy array, or comma-separated text."""
+
+
+@dataclass(frozen=True)
+class PointsConfig(Validated):
+    """Your own points: the empirical distribution of the rows of an N x D array in a file.
+
+    The file is a `.npy` array or a `.csv` table (commas, one point per line, optionally one
+    non-numeric header line) of N >= 1 rows and D >= 2 finite numbers. The points are
+    normalised like the built-in datasets: the centre of their bounding box moves to the origin
+    and one common factor (the aspect is kept) brings the longer half-extent to `scale`.
+    Training draws rows uniformly with replacement, like the digits.
+
+    The data dimension is the file's D: 2-D files are plotted, measured and drawn like the
+    moons; larger D is trained, sampled and measured in full and plotted by its first two
+    coordinates. There is no `ambient_dim` (the file fixes D; to embed 2-D points in R^D, write
+    them into D columns), and no labels. The file is read when the data are first needed (the
+    config does no I/O); the path is stored in checkpoints as given, so `generate` and
+    `evaluate`, which draw fresh data, need the file at that path.
+    """
+
+    path: str = ""
+    """The `.npy` or `.csv` file of points, one per row (required: pass --dataset.path FILE)."""
+    scale: float = 3.0
+    """Half-extent of the longer side of the points' bounding box after normalising."""
+
+    def validate(self) -> None:
+        _check_positive(self, "scale")
+        if self.path and not self.path.lower().endswith(POINTS_SUFFIXES):
+            raise ValueError(
+                f"path={self.path!r}: points files must end in {' or '.join(POINTS_SUFFIXES)}"
+            )
+
+
+@dataclass(frozen=True)
+class ImageConfig(Validated):
+    """Your own silhouette: points drawn uniformly from the dark pixels of any image.
+
+    Exactly the cat's sampler and exact log-density, on the image at `path` (any format Pillow
+    reads; a transparent background counts as white).
+    """
+
+    path: str = ""
+    """Silhouette image: dark shapes on a light or transparent background (required: pass
+    --dataset.path FILE)."""
+    scale: float = 3.0
+    """Half-width of the point cloud after normalising the image to [-1, 1]."""
+    threshold: int = 128
+    """Pixels darker than this (0-255 grey level) belong to the silhouette."""
+    ambient_dim: int = 2
+    """Dimension D of the points: the 2-D data embedded by a fixed random orthonormal map."""
+
+    def validate(self) -> None:
+        _check_silhouette(self)
+
+
+DatasetConfig = (
+    CatConfig
+    | MoonConfig
+    | SwissRollConfig
+    | GaussianMixtureConfig
+    | DigitsConfig
+    | PointsConfig
+    | ImageConfig
+)
 
 # ----------------------------------------------------------------------------------------------
 # Sampling
@@ -463,6 +540,8 @@ DATASETS: dict[str, type] = {
     "swiss-roll": SwissRollConfig,
     "gaussian-mixture": GaussianMixtureConfig,
     "digits": DigitsConfig,
+    "points": PointsConfig,
+    "image": ImageConfig,
 }
 
 
@@ -493,6 +572,8 @@ _ALL_CONFIGS: dict[str, type] = {
         SwissRollConfig,
         GaussianMixtureConfig,
         DigitsConfig,
+        PointsConfig,
+        ImageConfig,
         OptimizerConfig,
         TrainConfig,
         ExperimentConfig,
@@ -532,6 +613,7 @@ def from_dict(data: dict[str, Any]) -> Any:
 __all__ = [
     "Activation",
     "CatConfig",
+    "Coupling",
     "DATASETS",
     "DDPMStrategyConfig",
     "DatasetConfig",
@@ -539,11 +621,14 @@ __all__ = [
     "ExperimentConfig",
     "FlowMatchingStrategyConfig",
     "GaussianMixtureConfig",
+    "ImageConfig",
     "MLPConfig",
     "MODELS",
     "ModelConfig",
     "MoonConfig",
     "OptimizerConfig",
+    "POINTS_SUFFIXES",
+    "PointsConfig",
     "Prediction",
     "ResNetConfig",
     "STRATEGIES",

@@ -55,6 +55,10 @@ TABLEAUS: dict[str, tuple[tuple[tuple[float, ...], ...], tuple[float, ...], tupl
     ),
 }
 
+STOCHASTIC = ("ancestral", "euler-maruyama", "pc")
+"""Samplers that need the score (with ``ddim`` at eta > 0); the rest integrate the ODE."""
+ODE_SAMPLERS = ("default", "ddim", "euler", "midpoint", "heun", "rk4", "adaptive", "dpm-solver")
+
 BISECTION_STEPS = 40
 """Halvings of [T_CLIP, 1 - T_CLIP] that invert lambda(t): below float32's resolution of t."""
 
@@ -121,6 +125,12 @@ def sample(
         if labels.shape != (num_samples,) or not jnp.issubdtype(labels.dtype, jnp.integer):
             raise ValueError(f"labels must be {num_samples} ints, got {labels.dtype}{labels.shape}")
         labels = labels.astype(jnp.int32)
+    stochastic = cfg.sampler in STOCHASTIC or (cfg.sampler == "ddim" and cfg.eta > 0)
+    if stochastic and not strategy.has_score():
+        raise ValueError(
+            f"sampler {cfg.sampler} needs the score, which a flow trained with coupled (optimal "
+            f"transport) pairs does not give; use an ODE sampler ({', '.join(ODE_SAMPLERS)})"
+        )
     if cfg.sampler == "default" and cfg.num_sampling_steps is not None:
         strategy = dataclasses.replace(strategy, num_transport_steps=cfg.num_sampling_steps)
     return _sample(strategy, model, key, num_samples, data_dim, cfg, labels)

@@ -29,6 +29,8 @@ from jax_gen.strategies import Strategy
 # small number d equals split(step_key, n)[d] (JAX's partitionable threefry), which would reuse
 # the batch or the loss key; no split in training comes near this one.
 _LABEL_DROPOUT_STREAM = 0x6C616265
+# A coupling draws the batch's source points with fold_in(loss_key, _COUPLING_STREAM).
+_COUPLING_STREAM = 0x636F7570
 
 
 class TrainState(eqx.Module):
@@ -146,11 +148,15 @@ def batch_loss(
 
     With ``labels`` (one per point, the null class allowed) the loss is the class-conditional
     one; the per-point keys are the same with or without labels.
+
+    A strategy whose ``couple`` pairs the batch with source points (flow matching's optimal
+    transport coupling) hands each point its partner as ``eps``, drawn with a key of its own;
+    with independent pairing (``couple`` returns None) each ``loss_fn`` draws its own noise.
     """
     keys = jax.random.split(key, batch.shape[0])
-    if labels is None:
-        return jnp.mean(jax.vmap(strategy.loss_fn, in_axes=(None, 0, 0))(model, batch, keys))
-    losses = jax.vmap(strategy.loss_fn, in_axes=(None, 0, 0, 0))(model, batch, keys, labels)
+    eps = strategy.couple(jax.random.fold_in(key, _COUPLING_STREAM), batch)
+    # in_axes 0 over None (no labels, no coupling) maps nothing: loss_fn gets None.
+    losses = jax.vmap(strategy.loss_fn, in_axes=(None, 0, 0, 0, 0))(model, batch, keys, labels, eps)
     return jnp.mean(losses)
 
 

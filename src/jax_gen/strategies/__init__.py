@@ -61,6 +61,7 @@ def _(cfg: FlowMatchingStrategyConfig) -> FlowMatchingStrategy:
         parameterization=PARAMETERIZATIONS[cfg.prediction],
         num_transport_steps=cfg.num_transport_steps,
         loss_target=cfg.loss_target,
+        coupling=cfg.coupling,
     )
 
 

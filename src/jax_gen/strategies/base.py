@@ -67,7 +67,12 @@ class Strategy(eqx.Module):
         v = alpha'(t) x + sigma'(t) eps according to the parameterization (or v whatever the
         parameterization when ``loss_target`` is ``"v"``).
         """
-        eps = jax.random.normal(key, x.shape, x.dtype)
+        return self.noised(t, x, jax.random.normal(key, x.shape, x.dtype))
+
+    def noised(
+        self, t: Float[Array, ""], x: Float[Array, " d"], eps: Float[Array, " d"]
+    ) -> tuple[Float[Array, " d"], Float[Array, " d"]]:
+        """``forward`` with a given source point eps: (z_t, the regression target)."""
         c = path_coefficients(self.schedule, t)
         z = c.alpha * x + c.sigma * eps
         if self.loss_target == "v":
@@ -80,6 +85,7 @@ class Strategy(eqx.Module):
         x: Float[Array, " d"],
         key: PRNGKeyArray,
         label: Int[Array, ""] | None = None,
+        eps: Float[Array, " d"] | None = None,
     ) -> Scalar:
         """Squared error of the network's prediction at a random time, for one data point.
 
@@ -91,16 +97,41 @@ class Strategy(eqx.Module):
         minimiser is the denoiser of the class's data, E[target | z_t, label]. ``label=None``
         calls model(t, z_t), so any model(t, x) works unchanged. The key is used the same way
         with or without a label.
+
+        ``eps`` is the point's partner from :meth:`couple`; ``None`` draws it from the key
+        (independent pairing), exactly as ``forward`` does.
         """
         time_key, noise_key = jax.random.split(key)
         t = self.sample_time(time_key)
-        z, target = self.forward(t, x, noise_key)
+        if eps is None:
+            z, target = self.forward(t, x, noise_key)
+        else:
+            z, target = self.noised(t, x, eps)
         output = model(t, z) if label is None else model(t, z, label=label)
         if self.loss_target == "v":
             output = self.parameterization.to_velocity(
                 output, z, path_coefficients(self.schedule, t)
             )
         return jnp.mean((output - target) ** 2)
+
+    def couple(self, key: PRNGKeyArray, x: Float[Array, "n d"]) -> Float[Array, "n d"] | None:
+        """Source points paired with a data batch, or ``None`` for independent pairing.
+
+        Independent pairing, the default, lets each ``loss_fn`` draw its own eps ~ N(0, I):
+        the pair (x, eps) is then drawn from the product of the data and source distributions,
+        which every denoiser, score and likelihood formula here assumes. A strategy may pair a
+        batch differently (:class:`~jax_gen.strategies.FlowMatchingStrategy`'s optimal
+        transport) as long as each marginal stays the same.
+        """
+        return None
+
+    def has_score(self) -> bool:
+        """Whether -E[eps | z_t] / sigma(t) is the score (True unless a coupling changed it).
+
+        Stochastic samplers and :meth:`score` need it; the velocity, the ODE samplers and the
+        likelihood do not.
+        """
+        return True
 
     def denoise(
         self, model: Model, t: Float[Array, ""], z: Float[Array, " d"]
@@ -121,7 +152,16 @@ class Strategy(eqx.Module):
         )
 
     def score(self, model: Model, t: Float[Array, ""], z: Float[Array, " d"]) -> Float[Array, " d"]:
-        """The score grad log p_t(z) = -E[eps | z_t = z] / sigma(t)."""
+        """The score grad log p_t(z) = -E[eps | z_t = z] / sigma(t).
+
+        Raises:
+            ValueError: the strategy pairs data and noise dependently (``has_score`` False).
+        """
+        if not self.has_score():
+            raise ValueError(
+                "the score is not -E[eps | z_t] / sigma(t) under a coupled (optimal transport) "
+                "training; use the velocity"
+            )
         _, eps_hat = self.denoise(model, t, z)
         return -eps_hat / path_coefficients(self.schedule, t).sigma
 
