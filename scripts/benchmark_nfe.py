@@ -245,7 +245,8 @@ def plot(panels: Sequence[Panel], datasets, strategies, samplers, budgets, path:
     rows, cols = len(datasets), len(strategies)
     fig = Figure(figsize=(4.2 * cols + 1.6, 3.2 * rows), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
+    # One y scale per dataset: the strategies (and couplings) of a row compare at a glance.
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey="row")
     styles = {name: (f"C{i % 10}", "os^vD<>ph*"[i % 10]) for i, name in enumerate(samplers)}
     # Powers of two up to the largest NFE measured (adaptive may go past the largest budget).
     largest = max([p.nfe for panel in panels for p in panel.points] + list(budgets))
