@@ -41,12 +41,12 @@ from jax_gen.config import (
     validate_all,
 )
 from jax_gen.data import (
-    DIGITS_IMAGE_SHAPE,
     class_frequencies,
     from_plane,
     get_batch,
     get_labeled_batch,
     has_log_density,
+    image_shape,
     is_planar,
     log_density,
     num_classes,
@@ -324,7 +324,8 @@ def check_agrees(given: Any, default: Any, stored: Any, group: str, ignore=()) -
 
 
 def check_dataset(cfg: Any) -> None:
-    """Draws one batch eagerly so a missing or bad image fails now, with its own message."""
+    """Draws one batch eagerly so a missing or bad image or points file fails now, with its own
+    message."""
     get_batch(jax.random.key(0), cfg, 1)
 
 
@@ -333,6 +334,21 @@ def plane(points: Any, dataset: Any) -> np.ndarray:
     points = np.asarray(points)
     flat = to_plane(points.reshape(-1, points.shape[-1]), dataset)
     return np.asarray(flat).reshape(*points.shape[:-1], 2)
+
+
+def plot_coordinates(points: Any, dataset: Any) -> np.ndarray:
+    """The 2-D coordinates points of shape (..., D) are drawn at: their plane for 2-D data,
+    else (a points file with D > 2 columns) their first two coordinates."""
+    if is_planar(dataset):
+        return plane(points, dataset)
+    return np.asarray(points)[..., :2]
+
+
+def plot_title(title: str, dataset: Any) -> str:
+    """``title``, noting which coordinates are drawn when the data have no plane."""
+    if is_planar(dataset) or image_shape(dataset) is not None:
+        return title
+    return f"{title} (coordinates 1-2 of {dataset_dim(dataset)})"
 
 
 def quality(
@@ -409,13 +425,15 @@ def fresh_data(cfg: ExperimentConfig, key, n: int) -> tuple[np.ndarray, np.ndarr
 def save_samples_figure(
     path: Path, samples, data, cfg: ExperimentConfig, title: str, labels=None, data_labels=None
 ) -> None:
-    """Points beside fresh data for 2-D datasets, an image grid (a row per class) for images."""
-    if is_planar(cfg.dataset):
+    """Points beside fresh data (see :func:`plot_coordinates`), an image grid (a row per class)
+    for images."""
+    shape = image_shape(cfg.dataset)
+    if shape is None:
         visualize.save_samples_png(
             path,
-            plane(samples, cfg.dataset),
-            plane(data, cfg.dataset),
-            title=title,
+            plot_coordinates(samples, cfg.dataset),
+            plot_coordinates(data, cfg.dataset),
+            title=plot_title(title, cfg.dataset),
             labels=None if labels is None else np.asarray(labels),
             data_labels=None if data_labels is None else np.asarray(data_labels),
         )
@@ -427,9 +445,7 @@ def save_samples_figure(
         rows, row_labels = len(present), [f"class {k}" for k in present]
         per_row = min(int(np.sum(np.asarray(labels) == k)) for k in present)
         images = np.concatenate([images[np.asarray(labels)[order] == k][:per_row] for k in present])
-    visualize.save_image_grid(
-        path, images, DIGITS_IMAGE_SHAPE, rows=rows, title=title, row_labels=row_labels
-    )
+    visualize.save_image_grid(path, images, shape, rows=rows, title=title, row_labels=row_labels)
 
 
 def describe(cfg: ExperimentConfig) -> str:
@@ -655,10 +671,15 @@ def run_animate(cmd: AnimateCommand) -> None:
     result = sample(strategy, model, sample_key, cmd.num_samples, data_dim, sampler, labels)
     title = describe_sampling(cfg, sampler, int(result.nfe), options.condition)
     states = result.trajectory.shape[0]
-    if is_planar(cfg.dataset):
-        trajectory = plane(result.trajectory, cfg.dataset)
+    shape = image_shape(cfg.dataset)
+    if shape is None:
+        trajectory = plot_coordinates(result.trajectory, cfg.dataset)
         frames = visualize.save_trajectory_gif(
-            video_path, trajectory, fps=cmd.fps, max_frames=cmd.max_frames, title=title
+            video_path,
+            trajectory,
+            fps=cmd.fps,
+            max_frames=cmd.max_frames,
+            title=plot_title(title, cfg.dataset),
         )
     else:
         trajectory = np.asarray(result.trajectory)
@@ -667,7 +688,7 @@ def run_animate(cmd: AnimateCommand) -> None:
         frames = visualize.save_image_trajectory_gif(
             video_path,
             trajectory,
-            DIGITS_IMAGE_SHAPE,
+            shape,
             fps=cmd.fps,
             max_frames=cmd.max_frames,
             rows=None,

@@ -66,6 +66,14 @@ def _check_ambient_dim(obj: Any) -> None:
         raise ValueError(f"ambient_dim={obj.ambient_dim!r} must be an integer >= 2")
 
 
+def _check_silhouette(obj: Any) -> None:
+    """The fields a silhouette image's config (cat, image) shares."""
+    _check_positive(obj, "scale")
+    _check_ambient_dim(obj)
+    if not 0 < obj.threshold <= 255:
+        raise ValueError(f"threshold={obj.threshold!r} must lie in (0, 255]")
+
+
 def _check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
     value = getattr(obj, name)
     if value not in choices:
@@ -331,15 +339,6 @@ class DigitsConfig(Validated):
     """
 
 
-
-
-def _check_silhouette(obj: Any) -> None:
-    _check_positive(obj, "scale")
-    _check_ambient_dim(obj)
-    if not 0 < obj.threshold <= 255:
-        raise ValueError(f"threshold={obj.threshold!r} must lie in (0, 255]")
-
-
 POINTS_SUFFIXES = (".npy", ".csv")
 """File types of a points dataset: a NumPy array, or comma-separated text."""
 
@@ -371,7 +370,7 @@ class PointsConfig(Validated):
         _check_positive(self, "scale")
         if self.path and not self.path.lower().endswith(POINTS_SUFFIXES):
             raise ValueError(
-                f"path={self.path!r}: points files must end in {' or '.join(POINTS_SUFFIXES)}"
+                f"points file path={self.path!r} must end in {' or '.join(POINTS_SUFFIXES)}"
             )
 
 

@@ -1,4 +1,5 @@
-"""Jittable samplers of the training distributions: cat, moons, swiss roll, Gaussians, digits.
+"""Jittable samplers of the training distributions: cat, moons, swiss roll, Gaussians, digits,
+and users' own points files and silhouette images.
 
 :func:`get_batch` draws a batch of i.i.d. points from the distribution a dataset config describes.
 It dispatches on the config's type, so a new dataset needs only a config class and a registered
@@ -20,14 +21,23 @@ and the digits (10 classes: the digit) are labelled. :func:`get_labeled_batch` d
 together with their int32 labels in {0, ..., K - 1}, K = :func:`num_classes` (cfg), and
 :func:`get_batch` returns exactly the same points for the same key (it is the labelled sampler
 with the labels dropped), so the labels cost an unconditional run nothing and change none of
-its draws. :func:`class_frequencies` gives the probability of each label. Cat and swiss roll
-have no labels (``num_classes`` 0). A labelled dataset registers its sampler, which returns
-(points, labels), with ``get_labeled_batch.register``, its label probabilities with
-``class_frequencies.register``, and a ``get_batch`` that drops the labels.
+its draws. :func:`class_frequencies` gives the probability of each label. Cat, swiss roll and
+users' points and images have no labels (``num_classes`` 0). A labelled dataset registers its
+sampler, which returns (points, labels), with ``get_labeled_batch.register``, its label
+probabilities with ``class_frequencies.register``, and a ``get_batch`` that drops the labels.
 
 **Digits.** scikit-learn's bundled 8x8 handwritten digits: points of R^64 (an image's grey
 levels, row-major), not 2-D data. :func:`is_planar` is False for them, :func:`data_dim` is 64,
-and the plane functions below refuse them.
+and the plane functions below refuse them. :func:`image_shape` tells how to draw them.
+
+**Users' data.** ``PointsConfig`` samples the rows of an N x D array read from a ``.npy`` or
+``.csv`` file (:func:`load_points`), normalised like the cat; its dimension is the file's D, so
+it is 2-D data (planar) for D = 2 and D-dimensional data (like the digits, but not images) for
+D > 2. ``ImageConfig`` is the cat's sampler on any silhouette image. Both read their file when
+first needed (at trace time; the arrays become constants of the compiled sampler), cached per
+process; a missing, unreadable or malformed file raises ``FileNotFoundError`` or
+``ValueError`` naming the file. A config without a file (``path=""``, the class default) is
+not data yet: :func:`is_planar` is False for it and drawing from it raises ``ValueError``.
 
 **Ambient dimension.** Every other dataset is 2-D. A sampler (built-in or registered) returns
 the 2-D points u; :func:`get_batch` itself embeds them in a fixed random plane of R^D,
@@ -42,6 +52,7 @@ in a high-dimensional space. For D = 2 the points are returned unchanged, bit fo
 :func:`data_dim` is D, the size a model of the data must have.
 """
 
+import csv
 import functools
 import math
 from collections.abc import Hashable
@@ -56,10 +67,13 @@ from PIL import Image, UnidentifiedImageError
 
 from jax_gen.config import (
     DATASETS,
+    POINTS_SUFFIXES,
     CatConfig,
     DigitsConfig,
     GaussianMixtureConfig,
+    ImageConfig,
     MoonConfig,
+    PointsConfig,
     SwissRollConfig,
     name_of,
 )
@@ -80,6 +94,29 @@ def cat_image_path(cfg: CatConfig) -> Path:
     if cfg.image_path:
         return Path(cfg.image_path).expanduser()
     return Path(__file__).resolve().parents[2] / "assets" / "cat.png"
+
+
+_USER_DATA = (PointsConfig, ImageConfig)
+_USER_FILE_KINDS = {PointsConfig: "a .npy or .csv file of N x D points", ImageConfig: "an image"}
+
+
+def _lacks_file(cfg: Any) -> bool:
+    """Whether ``cfg`` is a users'-data config whose file was not given (``path=""``)."""
+    return isinstance(cfg, _USER_DATA) and not cfg.path
+
+
+def _user_file(cfg: PointsConfig | ImageConfig) -> str:
+    """The resolved path of a points or image config's file, as a string (a cache key).
+
+    Raises:
+        ValueError: ``cfg.path`` is empty (the class default), so there is no data.
+    """
+    if not cfg.path:
+        raise ValueError(
+            f"dataset {_dataset_name(cfg)} needs a file: pass --dataset.path FILE "
+            f"({_USER_FILE_KINDS[type(cfg)]})"
+        )
+    return str(Path(cfg.path).expanduser().resolve())
 
 
 def _dataset_name(cfg: Any) -> str:
@@ -265,17 +302,36 @@ def _native_dim(cfg: Any) -> int | None:
 def is_planar(cfg: Any) -> bool:
     """Whether the dataset is 2-D data (embedded in a plane of R^D when ``ambient_dim`` > 2).
 
-    True for every dataset but the digits, whose points are 64-D images: for those
-    :func:`projection`, :func:`to_plane` and :func:`from_plane` do not apply.
+    True for every dataset but the digits, whose points are 64-D images, and a points file
+    with D > 2 columns: for those :func:`projection`, :func:`to_plane` and :func:`from_plane` do
+    not apply. A points or image config without a file (``path=""``) describes no data yet, so
+    it is False for them too (without raising: code that lists the registered datasets with
+    their default configs keeps working).
+
+    Raises:
+        FileNotFoundError, ValueError: a points config's file cannot be read (its D decides).
     """
-    return _native_dim(cfg) is None
+    return not _lacks_file(cfg) and _native_dim(cfg) is None
+
+
+@functools.singledispatch
+def image_shape(cfg: Any) -> tuple[int, int] | None:
+    """(height, width) if each point of the dataset is an image's pixels, row-major; else None.
+
+    The digits' (8, 8): such data are drawn as image grids. Any other data (2-D, or a points
+    file's D columns) are drawn as points, in their plane or by their first two coordinates.
+    """
+    return None
 
 
 def _require_plane(cfg: Any) -> None:
+    if _lacks_file(cfg):
+        _user_file(cfg)  # raises: pass --dataset.path
     if not is_planar(cfg):
+        how = "draw it as images" if image_shape(cfg) else "plot its first two coordinates"
         raise ValueError(
             f"dataset {_dataset_name(cfg)} is {_native_dim(cfg)}-D data, not 2-D points in a "
-            "plane: it has no projection, to_plane or from_plane (draw it as images)"
+            f"plane: it has no projection, to_plane or from_plane ({how})"
         )
 
 
@@ -380,8 +436,15 @@ def to_plane(points: Float[ArrayLike, "n dim"], cfg: Any) -> Float[Array, "n 2"]
 
 
 # ----------------------------------------------------------------------------------------------
-# Cat
+# Silhouettes: the cat, and users' images
 # ----------------------------------------------------------------------------------------------
+
+
+def _silhouette_path(cfg: CatConfig | ImageConfig) -> str:
+    """The resolved image a cat or image config reads (the cache key of its pixels)."""
+    if isinstance(cfg, CatConfig):
+        return str(cat_image_path(cfg).resolve())
+    return _user_file(cfg)
 
 
 @functools.lru_cache(maxsize=8)
@@ -399,7 +462,9 @@ def _dark_pixel_centres(path: str, threshold: int) -> tuple[np.ndarray, float]:
     after the first read are not seen.
     """
     if not Path(path).exists():
-        raise FileNotFoundError(f"cat image not found: {path}")
+        raise FileNotFoundError(f"image not found: {path}")
+    if Path(path).is_dir():
+        raise ValueError(f"image {path} is a directory, not a file")
     try:
         with Image.open(path) as image:
             image.load()
@@ -411,11 +476,14 @@ def _dark_pixel_centres(path: str, threshold: int) -> tuple[np.ndarray, float]:
             grey = np.asarray(image.convert("L"))
     except (UnidentifiedImageError, OSError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"cannot read cat image {path}: {message}") from err
+        raise ValueError(f"cannot read image {path}: {message}") from err
 
     rows, cols = np.nonzero(grey < threshold)
     if rows.size == 0:
-        raise ValueError(f"cat image {path} has no pixel darker than threshold={threshold}")
+        raise ValueError(
+            f"image {path} has no pixel darker than threshold={threshold} (grey levels 0 black "
+            "to 255 white): the silhouette must be dark on a light or transparent background"
+        )
     height, width = grey.shape
     longer = max(height, width)
     centres = np.stack([(2 * cols + 1 - width) / longer, (height - 2 * rows - 1) / longer], axis=1)
@@ -425,15 +493,19 @@ def _dark_pixel_centres(path: str, threshold: int) -> tuple[np.ndarray, float]:
 
 
 @get_batch.register(CatConfig)
-def _sample_cat(key: PRNGKeyArray, cfg: CatConfig, batch_size: int) -> Float[Array, "batch 2"]:
+@get_batch.register(ImageConfig)
+def _sample_silhouette(
+    key: PRNGKeyArray, cfg: CatConfig | ImageConfig, batch_size: int
+) -> Float[Array, "batch 2"]:
     """Uniform on the silhouette: a uniformly chosen dark pixel plus uniform jitter inside it.
 
     Every dark pixel is equally likely and the jitter is uniform on the pixel's square, so the
     density is exactly constant on the union of dark pixels (the silhouette at pixel resolution)
     and zero elsewhere. Points are the normalised pixel coordinates of
-    :func:`_dark_pixel_centres` times ``cfg.scale``.
+    :func:`_dark_pixel_centres` times ``cfg.scale``. The cat and a user's image share this
+    sampler: the same file, threshold and scale give the same points, bit for bit.
     """
-    path = str(cat_image_path(cfg).resolve())
+    path = _silhouette_path(cfg)
     # Host work happens here, at trace time; the pool becomes a constant of the compiled sampler.
     centres, half_pixel = _dark_pixel_centres(path, cfg.threshold)
     pool = jnp.asarray(centres, dtype=_DTYPE)
@@ -619,6 +691,11 @@ def _digits_dim(cfg: DigitsConfig) -> int:
     return math.prod(DIGITS_IMAGE_SHAPE)
 
 
+@image_shape.register(DigitsConfig)
+def _digits_image_shape(cfg: DigitsConfig) -> tuple[int, int]:
+    return DIGITS_IMAGE_SHAPE
+
+
 @get_labeled_batch.register(DigitsConfig)
 def _sample_digits(
     key: PRNGKeyArray, cfg: DigitsConfig, batch_size: int
@@ -647,6 +724,177 @@ def _digits_frequencies(cfg: DigitsConfig) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
+# Users' points: the rows of an N x D array in a .npy or .csv file
+# ----------------------------------------------------------------------------------------------
+
+
+def _read_csv(path: str) -> tuple[np.ndarray, list[int]]:
+    """The numbers of a comma-separated file, and the line number of each row.
+
+    Blank lines are skipped; the first non-blank line may be a header (it is skipped when any
+    of its cells is not a number). Every other line must hold the same number of numbers.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's byte-order mark
+            reader = csv.reader(f)
+            lines = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"cannot read points file {path}: it is not UTF-8 text") from err
+    except csv.Error as err:
+        raise ValueError(f"cannot read points file {path}: {err}") from err
+    if lines and not all(_is_number(cell) for cell in lines[0][1]):
+        lines = lines[1:]  # a header line
+    if not lines:
+        raise ValueError(f"points file {path} holds no points (no numeric lines)")
+    first_line, first = lines[0]
+    values = np.empty((len(lines), len(first)), dtype=np.float64)
+    for i, (line, row) in enumerate(lines):
+        if len(row) != len(first):
+            raise ValueError(
+                f"points file {path} is ragged: line {line} has {len(row)} value(s), line "
+                f"{first_line} has {len(first)}"
+            )
+        try:
+            values[i] = [float(cell) for cell in row]
+        except ValueError:
+            bad = next(cell for cell in row if not _is_number(cell))
+            raise ValueError(
+                f"points file {path}, line {line}: {bad!r} is not a number (expected "
+                "comma-separated numbers)"
+            ) from None
+    return values, [line for line, _ in lines]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=8)
+def _read_points(path: str) -> np.ndarray:
+    """The raw float64 (N, D) array of a points file, checked: N >= 1, D >= 2, all finite.
+
+    Cached on the resolved path: the file is read once per process, so edits to it after the
+    first read are not seen.
+    """
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"points file not found: {path}")
+    if file.is_dir():
+        raise ValueError(f"points file {path} is a directory, not a file")
+    suffix = file.suffix.lower()
+    if suffix not in POINTS_SUFFIXES:
+        raise ValueError(
+            f"points file {path}: unsupported type {suffix or '(no extension)'!r}; "
+            f"use {' or '.join(POINTS_SUFFIXES)}"
+        )
+    if file.stat().st_size == 0:
+        raise ValueError(f"points file {path} is empty")
+    rows = None
+    if suffix == ".csv":
+        values, rows = _read_csv(path)
+    else:
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ValueError(f"cannot read points file {path} as a .npy array: {message}") from err
+        if not isinstance(values, np.ndarray):
+            raise ValueError(f"points file {path} is not a .npy array")
+        if values.dtype.kind not in "biuf":
+            raise ValueError(f"points file {path} holds {values.dtype} values, not real numbers")
+    if values.ndim != 2:
+        raise ValueError(
+            f"points file {path} holds an array of shape {values.shape}; expected N x D "
+            "(one point per row, D >= 2 columns)"
+        )
+    if values.shape[0] == 0:
+        raise ValueError(f"points file {path} holds no points (shape {values.shape})")
+    if values.shape[1] < 2:
+        raise ValueError(
+            f"points file {path} has {values.shape[1]} column(s) (shape {values.shape}); "
+            "points need D >= 2 coordinates"
+        )
+    values = values.astype(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.argmax(bad.any(axis=1)))
+        where = f"line {rows[row]}" if rows is not None else f"row {row} (counting from 0)"
+        raise ValueError(
+            f"points file {path} has {int(bad.sum())} NaN or infinite value(s), the first "
+            f"on {where}"
+        )
+    values.flags.writeable = False  # shared by every caller through the cache
+    return values
+
+
+@functools.lru_cache(maxsize=8)
+def _normalised_points(path: str, scale: float) -> np.ndarray:
+    """The points of :func:`load_points`, computed in float64 and rounded once to float32."""
+    values = _read_points(path)
+    low, high = values.min(axis=0), values.max(axis=0)
+    half_extent = float(np.max(high - low)) / 2
+    if not half_extent > 0:
+        raise ValueError(
+            f"points file {path}: all {values.shape[0]} points are the same point, so there is "
+            "no extent to normalise"
+        )
+    points = ((values - (low + high) / 2) / half_extent * scale).astype(np.float32)
+    points.flags.writeable = False  # shared by every caller through the cache
+    return points
+
+
+def load_points(cfg: PointsConfig) -> np.ndarray:
+    """The normalised points of a points file: the support of the dataset's distribution.
+
+    With lo and hi the per-coordinate minimum and maximum over the N rows,
+
+        x = scale * (row - (lo + hi) / 2) / h,    h = max_j (hi_j - lo_j) / 2,
+
+    so the bounding box is centred at the origin, its longer side spans [-scale, scale] and the
+    aspect ratio is kept (one factor for every coordinate), as for the cat image.
+
+    Args:
+        cfg: a points config; its ``path`` names a ``.npy`` file holding an (N, D) numeric
+            array or a ``.csv`` file of N lines of D comma-separated numbers (one non-numeric
+            header line allowed), N >= 1, D >= 2.
+
+    Returns:
+        A new float32 array of shape (N, D).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: no path was given, or the file is empty, unreadable, of another type, not
+            N x D with D >= 2 (or a ragged CSV), holds NaN or infinities, or holds one point
+            only (repeated or not).
+    """
+    return _normalised_points(_user_file(cfg), float(cfg.scale)).copy()
+
+
+@_native_dim.register(PointsConfig)
+def _points_dim(cfg: PointsConfig) -> int | None:
+    dim = _read_points(_user_file(cfg)).shape[1]
+    return None if dim == 2 else dim  # 2-D files are planar data, like the moons
+
+
+@get_batch.register(PointsConfig)
+def _sample_points(
+    key: PRNGKeyArray, cfg: PointsConfig, batch_size: int
+) -> Float[Array, "batch dim"]:
+    """Rows of :func:`load_points` drawn uniformly with replacement: the empirical distribution.
+
+    Each of the N points has probability 1 / N, as for the digits.
+    """
+    # Host work happens here, at trace time; the points become a constant of the sampler.
+    points = _normalised_points(_user_file(cfg), float(cfg.scale))
+    index = jax.random.randint(key, (batch_size,), 0, points.shape[0])
+    return jnp.asarray(points)[index]
+
+
+# ----------------------------------------------------------------------------------------------
 # Exact log-densities, where they are known
 # ----------------------------------------------------------------------------------------------
 
@@ -661,9 +909,9 @@ _log_density_dispatcher = functools.singledispatch(_unknown_log_density)
 def log_density(cfg: Hashable, x: Float[ArrayLike, "n d"]) -> Float[Array, " n"]:
     """The exact log-density log p_data(x) of the dataset ``cfg`` describes, in nats per point.
 
-    Known for the Gaussian mixture and the cat (whose sampler is exactly uniform on its dark
-    pixels), in two dimensions. A new dataset's density is registered like its sampler, with the
-    config first::
+    Known for the Gaussian mixture, the cat and users' images (whose sampler is exactly uniform
+    on their dark pixels), in two dimensions. A new dataset's density is registered like its
+    sampler, with the config first::
 
         @log_density.register(MyConfig)
         def _(cfg, x):
@@ -735,15 +983,17 @@ def _dark_pixel_grid(path: str, threshold: int) -> tuple[np.ndarray, np.ndarray,
 
 
 @log_density.register(CatConfig)
-def _log_density_cat(cfg: CatConfig, x: Float[Array, "n 2"]) -> Float[Array, " n"]:
+@log_density.register(ImageConfig)
+def _log_density_silhouette(
+    cfg: CatConfig | ImageConfig, x: Float[Array, "n 2"]
+) -> Float[Array, " n"]:
     """log(1 / area) on the union of dark pixels, -inf elsewhere.
 
     The sampler draws a dark pixel uniformly and a uniform point inside it, so with m dark
     pixels of side w = scale * 2 / L the density is 1 / (m w^2) on them and 0 elsewhere. Points
     on a pixel's edge (a set of measure zero) are assigned to one of the two pixels.
     """
-    path = str(cat_image_path(cfg).resolve())
-    mask, origin, width = _dark_pixel_grid(path, cfg.threshold)
+    mask, origin, width = _dark_pixel_grid(_silhouette_path(cfg), cfg.threshold)
     side = width * cfg.scale
     log_inside = -math.log(int(mask.sum()) * side**2)
     cell = jnp.floor((x / cfg.scale - jnp.asarray(origin, x.dtype)) / width + 0.5).astype(jnp.int32)
@@ -763,7 +1013,9 @@ __all__ = [
     "get_batch",
     "get_labeled_batch",
     "has_log_density",
+    "image_shape",
     "is_planar",
+    "load_points",
     "log_density",
     "num_classes",
     "projection",
