@@ -57,6 +57,7 @@ from jax_gen.files import atomic_output, check_output_path
 from jax_gen.likelihood import log_prob
 from jax_gen.metrics import distance_and_floor, energy_distance, mmd, sliced_wasserstein
 from jax_gen.models import create_model
+from jax_gen.parallel import check_batch_size, data_mesh, num_devices
 from jax_gen.samplers import sample
 from jax_gen.strategies import create_strategy
 from jax_gen.train import (
@@ -119,11 +120,19 @@ class TrainCommand:
     """Continue the run saved at --model-path (its config is used; contradicting flags fail)."""
     num_samples: int = 2000
     """Points generated after training for the sample plot and the quality figure."""
+    num_devices: int | None = None
+    """Devices to split each batch over, data parallel (default: all; the batch size must be a
+    multiple). Not stored: the same run on 1 or n devices gives the same model."""
+    distributed: bool = False
+    """Call jax.distributed.initialize() first, to train on the devices of several hosts (run
+    the same command on each; process 0 writes the files)."""
     rerun: Annotated[RerunOptions, tyro.conf.arg(name="")] = RerunOptions()
 
     def validate(self) -> None:
         """Raises ``ValueError`` naming the first invalid option."""
         _positive(self, "num_samples")
+        if self.num_devices is not None:
+            _positive(self, "num_devices")
         if self.checkpoint_every < 0:
             raise ValueError(f"--checkpoint-every={self.checkpoint_every!r} must be >= 0")
 
@@ -287,7 +296,8 @@ Command = (
 
 
 def say(message: str) -> None:
-    tqdm.write(message)
+    if jax.process_index() == 0:  # several hosts run one training: one of them reports
+        tqdm.write(message)
 
 
 def default_model_path(cfg: ExperimentConfig) -> Path:
@@ -469,6 +479,9 @@ def open_rerun(options: RerunOptions, model_path: Path, app: str):
 
 
 def run_train(cmd: TrainCommand) -> None:
+    if cmd.distributed:
+        jax.distributed.initialize()  # before anything touches a device
+    writer = jax.process_index() == 0  # one process writes the files
     cfg = ExperimentConfig(cmd.strategy, cmd.model, cmd.dataset, cmd.optimizer, cmd.train)
     model_path = cmd.model_path or default_model_path(cfg)
     defaults = TrainCommand()
@@ -491,6 +504,8 @@ def run_train(cmd: TrainCommand) -> None:
         check_output_path(path, flag)
     check_dataset(cfg.dataset)
     check_conditioning(cfg.dataset, cfg.train)
+    mesh = data_mesh(cmd.num_devices)
+    check_batch_size(cfg.train.batch_size, mesh)
 
     init_key, train_key, sample_key = run_keys(cfg.train.seed)
     strategy = create_strategy(cfg.strategy)
@@ -503,12 +518,19 @@ def run_train(cmd: TrainCommand) -> None:
             cfg.model, init_key, data_dim, model_num_classes(cfg.dataset, cfg.train)
         )
         state, losses = init_train_state(model, optimizer), []
-    rerun = open_rerun(cmd.rerun, model_path, "train")
+    rerun = open_rerun(cmd.rerun, model_path, "train") if writer else None
 
     def save_checkpoint(state) -> None:
-        checkpoint.save(model_path, cfg, state, np.concatenate(losses) if losses else [], data_dim)
+        if writer:
+            checkpoint.save(
+                model_path, cfg, state, np.concatenate(losses) if losses else [], data_dim
+            )
 
-    say(f"training {describe(cfg)} on {name_of(cfg.dataset)} for {cfg.train.train_steps} steps")
+    devices = num_devices(mesh)
+    say(
+        f"training {describe(cfg)} on {name_of(cfg.dataset)} for {cfg.train.train_steps} steps"
+        + (f" on {devices} devices" if devices > 1 else "")
+    )
     start = time.perf_counter()
     first_step = int(state.step)
     bar = tqdm(
@@ -522,6 +544,7 @@ def run_train(cmd: TrainCommand) -> None:
             optimizer=optimizer,
             dataset=cfg.dataset,
             train_cfg=cfg.train,
+            mesh=mesh,
         ):
             chunk_losses = np.asarray(chunk.losses)  # the one host sync per chunk
             previous_step, state = int(state.step), chunk.state
@@ -559,16 +582,18 @@ def run_train(cmd: TrainCommand) -> None:
     elapsed = time.perf_counter() - start
     all_losses = np.concatenate(losses) if losses else np.zeros(0)
     save_checkpoint(state)
-    visualize.save_loss_curve(
-        loss_path, all_losses, title=f"{describe(cfg)} on {name_of(cfg.dataset)}"
-    )
+    if writer:
+        visualize.save_loss_curve(
+            loss_path, all_losses, title=f"{describe(cfg)} on {name_of(cfg.dataset)}"
+        )
 
     label_key, data_key = jax.random.split(jax.random.fold_in(sample_key, 1))
     labels = sampling_labels(cfg, SamplerConfig(), None, label_key, cmd.num_samples)
     result = sample(strategy, state.ema_model, sample_key, cmd.num_samples, data_dim, labels=labels)
     samples = np.asarray(result.samples)
     data, data_labels = fresh_data(cfg, data_key, cmd.num_samples)
-    save_samples_figure(samples_path, samples, data, cfg, describe(cfg), labels, data_labels)
+    if writer:
+        save_samples_figure(samples_path, samples, data, cfg, describe(cfg), labels, data_labels)
     distance, floor = quality(samples, cfg.dataset, jax.random.fold_in(sample_key, 2))
     if rerun:
         rerun[0].close()
