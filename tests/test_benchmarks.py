@@ -1,7 +1,10 @@
-"""The training, time-to-quality and sampling benchmarks run end to end at tiny sizes."""
+"""The training, time-to-quality, sampling and device benchmarks run end to end at tiny sizes."""
 
 import importlib.util
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -259,3 +262,32 @@ def test_train_report_checks_the_targets(bench_train):
     assert "on MLP 128x3: 2.50x (not met; 5.00x against host data)" in text
     (where,) = [row for row in table_rows(text, "model") if row[0] == "MLP 128x3" and len(row) == 7]
     assert where == ["MLP 128x3", "2.00", "1.25", "2.50", "0.10", "3.00", "8.00"]
+
+
+# ----------------------------------------------------------------------------------------------
+# benchmark_devices
+# ----------------------------------------------------------------------------------------------
+
+
+def test_device_benchmark_times_every_mesh_and_both_couplings(tmp_path):
+    """Runs in a child process: the script asks XLA for 4 CPU devices before JAX starts."""
+    output = tmp_path / "devices.md"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "benchmark_devices.py"), "--steps", "5"]
+        + ["--repeats", "1", "--batch-size", "32", "--hidden-dim", "16", "--depth", "1"]
+        + ["--ot-batch-sizes", "16", "--output", str(output)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = output.read_text()
+    assert "4 CPU devices" in text
+    devices = table_rows(text, "devices")
+    assert [(row[0], row[1]) for row in devices] == [("1", "32"), ("2", "16"), ("4", "8")]
+    assert devices[0][4] == "1.00x"
+    assert all(float(row[2]) > 0 for row in devices)
+    (coupling,) = table_rows(text, "batch")
+    assert coupling[0] == "16" and float(coupling[1]) > 0 and float(coupling[2]) > 0
