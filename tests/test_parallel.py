@@ -6,6 +6,7 @@ process started with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from jax_gen import parallel
+from jax_gen import checkpoint, cli, parallel
 
 WORKER = textwrap.dedent(
     """
@@ -204,3 +205,46 @@ def test_cli_trains_on_four_devices_and_rejects_an_uneven_batch(tmp_path):
         "(try --batch-size 28 or --num-devices)"
     ]
     assert not bad_path.exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_one_model_like_one_process(tmp_path):
+    """--distributed on localhost: 2 processes x 2 devices give the one-device losses."""
+    args = ["dataset:moon", "--train-steps", "20", "--log-interval", "10", "--batch-size", "32"]
+    args += ["--num-samples", "64", "--model.hidden-dim", "16"]
+    address = f"localhost:{free_port()}"
+    env = four_device_env() | {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    shared = tmp_path / "shared.eqx"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "jax_gen.cli", "train", *args, "--model-path", str(shared)]
+            + ["--distributed", "--coordinator-address", address, "--num-processes", "2"]
+            + ["--process-id", str(i)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs[0][1][-2000:]
+    assert "on 4 devices" in outputs[0][0] + outputs[0][1]
+    assert "training" not in outputs[1][1] + outputs[1][0]  # process 1 reports nothing
+
+    single = tmp_path / "single.eqx"
+    cli.main(["train", *args, "--model-path", str(single)])
+    np.testing.assert_allclose(
+        checkpoint.load(shared).losses, checkpoint.load(single).losses, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_distributed_options_need_distributed():
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--num-processes", "2"])
+    assert exit_info.value.code == 2

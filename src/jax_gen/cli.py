@@ -125,7 +125,15 @@ class TrainCommand:
     multiple). Not stored: the same run on 1 or n devices gives the same model."""
     distributed: bool = False
     """Call jax.distributed.initialize() first, to train on the devices of several hosts (run
-    the same command on each; process 0 writes the files)."""
+    the same command on each; process 0 writes the files). On SLURM, Open MPI, Kubernetes or
+    Cloud TPU it finds the other processes itself; elsewhere give the three options below."""
+    coordinator_address: str | None = None
+    """With --distributed: host:port of process 0 (default: $JAX_COORDINATOR_ADDRESS or the
+    cluster's)."""
+    num_processes: int | None = None
+    """With --distributed: how many processes (hosts) take part."""
+    process_id: int | None = None
+    """With --distributed: this process's index, 0 .. num_processes - 1."""
     rerun: Annotated[RerunOptions, tyro.conf.arg(name="")] = RerunOptions()
 
     def validate(self) -> None:
@@ -133,6 +141,17 @@ class TrainCommand:
         _positive(self, "num_samples")
         if self.num_devices is not None:
             _positive(self, "num_devices")
+        given = [self.coordinator_address, self.num_processes, self.process_id]
+        if not self.distributed and any(option is not None for option in given):
+            raise ValueError(
+                "--coordinator-address, --num-processes and --process-id need --distributed"
+            )
+        if self.num_processes is not None:
+            _positive(self, "num_processes")
+            if self.process_id is not None and not 0 <= self.process_id < self.num_processes:
+                raise ValueError(
+                    f"--process-id={self.process_id} must be in 0 .. {self.num_processes - 1}"
+                )
         if self.checkpoint_every < 0:
             raise ValueError(f"--checkpoint-every={self.checkpoint_every!r} must be >= 0")
 
@@ -479,8 +498,8 @@ def open_rerun(options: RerunOptions, model_path: Path, app: str):
 
 
 def run_train(cmd: TrainCommand) -> None:
-    if cmd.distributed:
-        jax.distributed.initialize()  # before anything touches a device
+    if cmd.distributed:  # before anything touches a device
+        jax.distributed.initialize(cmd.coordinator_address, cmd.num_processes, cmd.process_id)
     writer = jax.process_index() == 0  # one process writes the files
     cfg = ExperimentConfig(cmd.strategy, cmd.model, cmd.dataset, cmd.optimizer, cmd.train)
     model_path = cmd.model_path or default_model_path(cfg)

@@ -14,10 +14,14 @@ Matching", 2023).
 
 The assignment is solved exactly by scipy's ``linear_sum_assignment`` (a shortest augmenting
 path method, O(n^3)) on the host, reached from compiled code through ``jax.pure_callback``, so
-it runs inside the jitted, scanned training loop. On 2 CPU cores it takes 0.3 ms for n = 64,
-4 ms for n = 256 and 110 ms for n = 1024: choose the batch size with that in mind. An entropic
-(Sinkhorn) plan was measured slower than the exact assignment at these sizes (ott-jax, epsilon
-0.01: 330 ms at n = 256) and would need rounding to a permutation.
+it runs inside the jitted, scanned training loop. On 2 CPU cores it adds 8 ms to a training
+step at n = 256 and 310 ms at n = 1024 (``scripts/benchmark_devices.py``, moons): choose the
+batch size with that in mind. An entropic (Sinkhorn) plan was measured slower than the exact
+assignment at these sizes (ott-jax 0.6, epsilon 0.01: 330 ms at n = 256, not converged after
+2000 iterations) and would need rounding to a permutation.
+
+With several devices the batch is gathered onto one device for the assignment (XLA warns of an
+"involuntary full rematerialization"): the pairing is that of the whole batch, as on one device.
 """
 
 import jax
