@@ -57,3 +57,20 @@ class GaussianOracle:
         x_hat = self.mean + gain * (z - c.alpha * self.mean)
         eps_hat = (z - c.alpha * x_hat) / c.sigma
         return self.strategy.parameterization.target(x_hat, eps_hat, c)
+
+
+FAST = ["--batch-size", "64", "--train-steps", "20", "--log-interval", "10", "--num-samples", "200"]
+"""Command-line options of a training run that takes seconds."""
+
+
+def run_cli(argv, capsys):
+    """Runs the CLI in-process; returns (exit code, stdout, stderr)."""
+    from jax_gen.cli import main
+
+    try:
+        main([str(a) for a in argv])
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -9,7 +9,8 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
-from helpers import GaussianOracle
+from helpers import FAST, GaussianOracle
+from helpers import run_cli as run
 from PIL import Image, ImageSequence
 
 import jax_gen.cli as cli
@@ -20,18 +21,6 @@ from jax_gen.strategies import create_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["model:mlp", "--model.hidden-dim", "16", "--model.depth", "2"]
-FAST = ["--batch-size", "64", "--train-steps", "20", "--log-interval", "10", "--num-samples", "200"]
-
-
-def run(argv, capsys):
-    """Runs the CLI in-process; returns (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def train(tmp_path, capsys, *extra, name="model.eqx", strategy=("strategy:ddpm",)):

@@ -103,8 +103,15 @@ WORKER = textwrap.dedent(
         too_many = None
     except ValueError as err:
         too_many = str(err)
+    jax.process_count = lambda: 2  # as if a second host took part
+    try:
+        data_mesh(2)
+        several_processes = None
+    except ValueError as err:
+        several_processes = str(err)
     print(json.dumps({
         "devices": len(jax.devices()), "runs": runs, "layouts": layouts, "too_many": too_many,
+        "several_processes": several_processes,
     }))
     """
 )
@@ -248,3 +255,9 @@ def test_distributed_options_need_distributed():
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "--num-processes", "2"])
     assert exit_info.value.code == 2
+
+
+def test_a_run_over_several_processes_uses_every_device(worker):
+    assert worker["several_processes"] == (
+        "--num-devices=2: a run over 2 processes uses all 4 devices (leave --num-devices out)"
+    )

@@ -6,10 +6,11 @@ import math
 import jax
 import numpy as np
 import pytest
+from helpers import FAST
+from helpers import run_cli as run
 from PIL import Image, ImageDraw
 
 from jax_gen import checkpoint
-from jax_gen.cli import main
 from jax_gen.config import (
     DATASETS,
     CatConfig,
@@ -32,19 +33,7 @@ from jax_gen.data import (
 )
 
 TINY = ["model:mlp", "--model.hidden-dim", "16", "--model.depth", "2"]
-FAST = ["--batch-size", "64", "--train-steps", "20", "--log-interval", "10", "--num-samples", "200"]
 FLOW = ["strategy:flow-matching", "--strategy.num-transport-steps", "8"]
-
-
-def run(argv, capsys):
-    """Runs the CLI in-process; returns (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def spiral(n=500, dim=2, seed=0):

@@ -26,7 +26,8 @@ def data_mesh(num_devices: int | None = None) -> Mesh:
     """A 1-D mesh over the first ``num_devices`` devices (all of them if None).
 
     Raises:
-        ValueError: ``num_devices`` is not between 1 and the number of devices.
+        ValueError: ``num_devices`` is not between 1 and the number of devices, or is not all
+            of them in a run over several processes.
     """
     devices = jax.devices()
     if num_devices is None:
@@ -35,6 +36,13 @@ def data_mesh(num_devices: int | None = None) -> Mesh:
         raise ValueError(
             f"--num-devices={num_devices} must be between 1 and the {len(devices)} "
             f"{devices[0].platform.upper()} device(s) available"
+        )
+    if jax.process_count() > 1 and num_devices != len(devices):
+        # Every process must take part in every step: a mesh of some hosts' devices would
+        # leave the others holding arrays they cannot read.
+        raise ValueError(
+            f"--num-devices={num_devices}: a run over {jax.process_count()} processes uses all "
+            f"{len(devices)} devices (leave --num-devices out)"
         )
     return Mesh(np.asarray(devices[:num_devices]), (AXIS,))
 
