@@ -14,8 +14,8 @@ Matching", 2023).
 
 The assignment is solved exactly by scipy's ``linear_sum_assignment`` (a shortest augmenting
 path method, O(n^3)) on the host, reached from compiled code through ``jax.pure_callback``, so
-it runs inside the jitted, scanned training loop. On 2 CPU cores it adds 8 ms to a training
-step at n = 256 and 310 ms at n = 1024 (``scripts/benchmark_devices.py``, moons): choose the
+it runs inside the jitted, scanned training loop. On 2 CPU cores it adds 8-12 ms to a training
+step at n = 256 and 0.3-0.5 s at n = 1024 (``scripts/benchmark_devices.py``, moons): choose the
 batch size with that in mind. An entropic (Sinkhorn) plan was measured slower than the exact
 assignment at these sizes (ott-jax 0.6, epsilon 0.01: 330 ms at n = 256, not converged after
 2000 iterations) and would need rounding to a permutation.
