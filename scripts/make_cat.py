@@ -1,4 +1,7 @@
-"""Draw the cat silhouette used by ``CatConfig`` and write it to ``assets/cat.png``.
+"""Draw the cat silhouette used by ``CatConfig`` and write its two copies.
+
+``src/jax_gen/assets/cat.png`` is the one the library reads (package data, so every installation
+has it); ``assets/cat.png`` is the same image beside the README's other pictures.
 
 A black cat sitting with its back to us, on a white background: a round head with two pointed
 ears, a pear-shaped body with haunches, and a tail curling out to the right. Only the silhouette
@@ -6,7 +9,7 @@ matters, since the dataset is the set of dark pixels; shapes are drawn at 4x res
 downsampled so the outline is smooth rather than staircased.
 
 Usage:
-    python scripts/make_cat.py [--output PATH] [--size PIXELS]
+    python scripts/make_cat.py [--output PATH ...] [--size PIXELS]
 """
 
 import argparse
@@ -15,7 +18,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "assets" / "cat.png"
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUTS = (ROOT / "src" / "jax_gen" / "assets" / "cat.png", ROOT / "assets" / "cat.png")
 SUPERSAMPLE = 4
 
 # Every shape is given in a unit square (x to the right, y down, (0, 0) the top-left corner) so
@@ -79,13 +83,20 @@ def draw_cat(size: int = 256) -> Image.Image:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="PNG to write")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        action="append",
+        help="PNG to write; repeat for several (default: both copies, packaged and top-level)",
+    )
     parser.add_argument("--size", type=int, default=256, help="side of the square image")
     args = parser.parse_args()
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    draw_cat(args.size).save(args.output)
-    print(f"wrote {args.output}")
+    image = draw_cat(args.size)
+    for output in args.output or DEFAULT_OUTPUTS:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        image.save(output)
+        print(f"wrote {output}")
 
 
 if __name__ == "__main__":

@@ -88,12 +88,19 @@ def cat_image_path(cfg: CatConfig) -> Path:
         cfg: the cat dataset config.
 
     Returns:
-        ``cfg.image_path`` if set, else the project's ``assets/cat.png`` (drawn by
-        ``scripts/make_cat.py``).
+        ``cfg.image_path`` if set, else the cat shipped inside the package as package data,
+        ``jax_gen/assets/cat.png`` (drawn by ``scripts/make_cat.py``), wherever the package is
+        installed.
     """
+    from importlib import resources
+
     if cfg.image_path:
         return Path(cfg.image_path).expanduser()
-    return Path(__file__).resolve().parents[2] / "assets" / "cat.png"
+    packaged = resources.files("jax_gen") / "assets" / "cat.png"
+    # Installed or editable, the package is a folder, so this is a real file, which the pixel
+    # reader needs (its resolved path is the cache key). From a zip archive it would name a
+    # member of the archive, and the reader's "image not found" error shows which.
+    return Path(str(packaged))
 
 
 _USER_DATA = (PointsConfig, ImageConfig)
