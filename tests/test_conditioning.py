@@ -201,3 +201,30 @@ def test_guidance_needs_labels_and_a_valid_scale(mixture_model):
         sample(strategy, model, jax.random.key(0), 4, 2, SamplerConfig(), labels=jnp.zeros(3, int))
     with pytest.raises(ValueError, match="guidance_scale=-1.0"):
         SamplerConfig(guidance_scale=-1.0)
+
+
+class _CallLog:
+    """Records each network call as it is traced (hashable by identity: a static field)."""
+
+    def __init__(self):
+        self.calls = 0
+
+
+class _Counted(eqx.Module):
+    model: eqx.Module
+    log: _CallLog = eqx.field(static=True)
+
+    def __call__(self, t, x, label=None):
+        self.log.calls += 1
+        return self.model(t, x, label=label)
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.0, 3.0])
+def test_nfe_counts_both_network_calls_of_a_guided_prediction(mixture_model, scale):
+    strategy, model = mixture_model
+    counted = _Counted(model, _CallLog())
+    cfg = SamplerConfig(sampler="euler", num_sampling_steps=1, guidance_scale=scale)
+    result = sample(strategy, counted, jax.random.key(0), 8, 2, cfg, labels=jnp.zeros(8, int))
+    # One step traced once: the calls the step makes per point.
+    assert counted.log.calls == (2 if scale == 3.0 else 1)
+    assert int(result.nfe) == counted.log.calls

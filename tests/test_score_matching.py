@@ -129,11 +129,13 @@ def test_reverse_runs_langevin_at_the_next_level_with_step_size_sigma_squared():
     zero_score = lambda t, z: jnp.zeros_like(z)  # noqa: E731
     keys = jax.random.split(jax.random.key(1), 20000)
     x0 = jnp.zeros((20000, 2))
-    reverse = jax.jit(jax.vmap(strategy.reverse, in_axes=(None, None, 0, 0)), static_argnums=0)
+    reverse = jax.jit(
+        jax.vmap(strategy.reverse, in_axes=(None, None, None, 0, 0)), static_argnums=0
+    )
     grid = strategy.time_grid()
     for t, t_next in zip(grid[:-1], grid[1:], strict=True):
         sigma = path_coefficients(strategy.schedule, t_next).sigma
-        spread = reverse(zero_score, t, x0, keys).std(0)
+        spread = reverse(zero_score, t, t_next, x0, keys).std(0)
         np.testing.assert_allclose(spread, sigma * np.sqrt(2 * 4 * 0.3), rtol=0.03)
 
 
@@ -159,8 +161,9 @@ def test_no_nan_or_inf_at_the_ends(prediction):
         z, target = strategy.forward(jnp.float32(t), x, key)
         assert np.all(np.isfinite(z)) and np.all(np.isfinite(target))
     assert np.isfinite(strategy.loss_fn(model, x, key))
-    for t in strategy.time_grid()[jnp.array([0, -2])]:  # the first and last reverse steps
-        assert np.all(np.isfinite(strategy.reverse(model, t, 10 * x, key)))
+    grid = strategy.time_grid()
+    for i in (0, -2):  # the first and last reverse steps
+        assert np.all(np.isfinite(strategy.reverse(model, grid[i], grid[i + 1], 10 * x, key)))
 
 
 # ----------------------------------------------------------------------------------------------

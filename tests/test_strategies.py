@@ -55,9 +55,9 @@ def test_ddpm_last_step_is_noise_free_and_earlier_steps_are_not():
     strategy = create_strategy(DDPMStrategyConfig(num_transport_steps=10))
     model, x = tiny_model(), jnp.array([0.5, -0.5])
     grid = strategy.time_grid()
-    last = [strategy.reverse(model, grid[-2], x, jax.random.key(k)) for k in (1, 2)]
+    last = [strategy.reverse(model, grid[-2], grid[-1], x, jax.random.key(k)) for k in (1, 2)]
     np.testing.assert_array_equal(last[0], last[1])
-    first = [strategy.reverse(model, grid[0], x, jax.random.key(k)) for k in (1, 2)]
+    first = [strategy.reverse(model, grid[0], grid[1], x, jax.random.key(k)) for k in (1, 2)]
     assert not np.allclose(first[0], first[1])
 
 
@@ -87,7 +87,8 @@ def test_no_nan_or_inf_at_the_ends(cfg, t):
     assert np.isfinite(jnp.mean((model(t, z) - target) ** 2))
     assert np.isfinite(strategy.loss_fn(model, x, key))
     if t < 1:  # the reverse step starts at grid times in [0, 1)
-        assert np.all(np.isfinite(strategy.reverse(model, t, z, key)))
+        t_next = t + 1 / strategy.num_transport_steps
+        assert np.all(np.isfinite(strategy.reverse(model, t, t_next, z, key)))
 
 
 @pytest.mark.parametrize("cfg", [c for _, c in strategy_configs(ddpm_steps=1000)], ids=STRATEGY_IDS)

@@ -432,11 +432,13 @@ class SamplerConfig(Validated):
     """Langevin corrector steps at each time, before the predictor step (`pc`)."""
     snr: float = 0.1
     """Signal-to-noise ratio that sets the corrector's step size (`pc`)."""
-    time_grid: Literal["uniform", "logsnr"] = "uniform"
+    time_grid: Literal["auto", "uniform", "logsnr"] = "auto"
     """Times of the fixed-step samplers: `uniform` in t, or `logsnr`, uniform in the
     log signal-to-noise ratio log(alpha / sigma) (fewer steps near the noise end of a
-    variance-preserving path). `default` keeps the strategy's own grid, `adaptive` picks its
-    own steps."""
+    variance-preserving path). `auto`: `logsnr` for `dpm-solver`, whose steps are written in
+    log(alpha / sigma) (on a uniform grid its steps near t = 1 do not shrink in log SNR and it
+    converges at first order only), `uniform` for the rest. `default` keeps the uniform grid,
+    `adaptive` picks its own steps."""
     guidance_scale: float = 1.0
     """Classifier-free guidance of a class-conditional model: w = 0 unconditional, 1
     conditional, above 1 pushed further towards the class (uncond + w (cond - uncond))."""
@@ -447,8 +449,8 @@ class SamplerConfig(Validated):
 
     def validate(self) -> None:
         _check_choice(self, "sampler", typing.get_args(SamplerName))
-        _check_choice(self, "time_grid", ("uniform", "logsnr"))
-        if self.time_grid != "uniform" and self.sampler in ("default", "adaptive"):
+        _check_choice(self, "time_grid", ("auto", "uniform", "logsnr"))
+        if self.time_grid == "logsnr" and self.sampler in ("default", "adaptive"):
             raise ValueError(
                 f"time_grid={self.time_grid!r} needs a fixed-step sampler, not "
                 f"sampler={self.sampler!r}"

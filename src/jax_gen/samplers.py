@@ -74,7 +74,11 @@ class SampleResult(NamedTuple):
 
 
 def evals_per_step(strategy, cfg: SamplerConfig) -> int | None:
-    """Network evaluations per step of a fixed-step sampler (``None`` for ``adaptive``)."""
+    """Network evaluations per step of a fixed-step sampler (``None`` for ``adaptive``).
+
+    Counts calls of the model as the sampler sees it; a guided model makes two network calls
+    per call (:func:`guided_calls`).
+    """
     match cfg.sampler:
         case "default":
             return getattr(strategy, "langevin_steps", 1)
@@ -86,6 +90,25 @@ def evals_per_step(strategy, cfg: SamplerConfig) -> int | None:
             return None
         case _:
             return 1
+
+
+def guided_calls(cfg: SamplerConfig, conditional: bool) -> int:
+    """Network calls per model call: 2 under classifier-free guidance with a scale other than
+    0 or 1 (the unconditional and the conditional prediction), else 1 (:class:`Guided`)."""
+    return 2 if conditional and cfg.guidance_scale not in (0.0, 1.0) else 1
+
+
+def grid_kind(cfg: SamplerConfig) -> str:
+    """The time grid a sampler runs on: ``cfg.time_grid``, with ``auto`` resolved.
+
+    ``auto`` is ``logsnr`` for ``dpm-solver``: it extrapolates the data estimate linearly in
+    lambda = log(alpha / sigma), and on a grid uniform in t the steps near t = 1 stay of size
+    about log(k / (k - 1)) in lambda (the k-th step from the end) however many steps are taken,
+    so it converges at first order only there. Every other sampler runs on the uniform grid.
+    """
+    if cfg.time_grid != "auto":
+        return cfg.time_grid
+    return "logsnr" if cfg.sampler == "dpm-solver" else "uniform"
 
 
 def sample(
@@ -113,7 +136,13 @@ def sample(
         labels: int class labels, shape (num_samples,), or None.
 
     Returns:
-        The samples, the trajectory (num_steps + 1 frames, frame 0 the source) and the NFE.
+        The samples, the trajectory (num_steps + 1 frames, frame 0 the source) and the NFE
+        (network evaluations per point, both calls of a guided prediction counted).
+
+    Raises:
+        ValueError: an invalid option, a sampler that needs the score of a strategy without
+            one, or the ``default`` sampler asked for more steps than the levels a
+            discrete-time strategy was trained at.
     """
     cfg = SamplerConfig() if cfg is None else cfg
     cfg.validate()
@@ -131,14 +160,22 @@ def sample(
             f"sampler {cfg.sampler} needs the score, which a flow trained with coupled (optimal "
             f"transport) pairs does not give; use an ODE sampler ({', '.join(ODE_SAMPLERS)})"
         )
-    if cfg.sampler == "default" and cfg.num_sampling_steps is not None:
-        strategy = dataclasses.replace(strategy, num_transport_steps=cfg.num_sampling_steps)
-    return _sample(strategy, model, key, num_samples, data_dim, cfg, labels)
+    num_steps = cfg.num_sampling_steps or strategy.num_transport_steps
+    levels = strategy.training_levels()
+    if cfg.sampler == "default" and levels is not None and num_steps > levels:
+        raise ValueError(
+            f"the default sampler steps from one training level to the next, so it takes at "
+            f"most the {levels} levels the network was trained at, not {num_steps}; use "
+            f"another sampler (ddim, heun, dpm-solver, ...) for more steps"
+        )
+    cfg = dataclasses.replace(cfg, num_sampling_steps=num_steps, time_grid=grid_kind(cfg))
+    result = _sample(strategy, model, key, num_samples, data_dim, cfg, labels)
+    return result._replace(nfe=result.nfe * guided_calls(cfg, labels is not None))
 
 
 @eqx.filter_jit
 def _sample(strategy, model, key, num_samples, data_dim, cfg, labels) -> SampleResult:
-    num_steps = cfg.num_sampling_steps or strategy.num_transport_steps
+    num_steps = cfg.num_sampling_steps
     source_key, path_key = jax.random.split(key)
     x0 = strategy.sample_from_source_distribution(source_key, num_samples, data_dim)
 
@@ -159,14 +196,15 @@ def _sample(strategy, model, key, num_samples, data_dim, cfg, labels) -> SampleR
     if cfg.sampler == "adaptive":
         return _adaptive(velocity, x0, num_steps, cfg)
 
+    # A discrete-time strategy's own step always runs on its training levels (sample() caps
+    # its steps at their number); the other samplers are snapped unless told not to.
     levels = strategy.training_levels()
     snap = (
-        cfg.snap_to_training_times
-        and cfg.sampler != "default"
+        (cfg.snap_to_training_times or cfg.sampler == "default")
         and levels is not None
         and num_steps <= levels
     )
-    if cfg.time_grid == "uniform" and not snap:  # always for `default` (SamplerConfig.validate)
+    if cfg.time_grid == "uniform" and not snap:
         grid = time_grid(None, num_steps)
         # Steps of exactly 1 / N, not differences of rounded grid times: all steps are equal.
         steps = (grid[:-1], jnp.full(num_steps, 1.0 / num_steps))
@@ -178,11 +216,13 @@ def _sample(strategy, model, key, num_samples, data_dim, cfg, labels) -> SampleR
     memory = None
 
     if cfg.sampler == "default":
+        steps = (grid[:-1], grid[1:])  # the strategy's step reads both ends of its interval
 
         @_memoryless
-        def step(t, dt, x, step_key):
+        def step(t, t_next, x, step_key):
             keys = jax.random.split(step_key, x.shape[0])
-            return per_point(strategy.reverse)(t, x, keys)
+            reverse = per_point(lambda m, t, x, k: strategy.reverse(m, t, t_next, x, k))
+            return reverse(t, x, keys)
 
     elif cfg.sampler in ("ddim", "ancestral"):
         eta = 1.0 if cfg.sampler == "ancestral" else cfg.eta

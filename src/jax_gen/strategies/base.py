@@ -40,9 +40,17 @@ class Strategy(eqx.Module):
 
     @abc.abstractmethod
     def reverse(
-        self, model: Model, t: Float[Array, ""], x_t: Float[Array, " d"], key: PRNGKeyArray
+        self,
+        model: Model,
+        t: Float[Array, ""],
+        t_next: Float[Array, ""],
+        x_t: Float[Array, " d"],
+        key: PRNGKeyArray,
     ) -> Float[Array, " d"]:
-        """One sampling step from grid time t to the next grid time, on one point."""
+        """The strategy's own sampling step from time t to t_next > t, on one point.
+
+        The sampler hands every step its interval; a discrete-time strategy is only asked for
+        steps between its training levels (:meth:`training_levels`)."""
 
     def training_levels(self) -> int | None:
         """L when the network is trained only at the times k / L (k = 0..L); None for any t.

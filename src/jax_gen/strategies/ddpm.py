@@ -53,11 +53,21 @@ class DDPMStrategy(Strategy):
         return self.time_of_step(k)
 
     def reverse(
-        self, model: Model, t: Float[Array, ""], x_t: Float[Array, " d"], key: PRNGKeyArray
+        self,
+        model: Model,
+        t: Float[Array, ""],
+        t_next: Float[Array, ""],
+        x_t: Float[Array, " d"],
+        key: PRNGKeyArray,
     ) -> Float[Array, " d"]:
-        k = self.step_index(t)
+        """The posterior step from level k (time t) to level j < k (time t_next).
+
+        With t_next one level on (the full chain) this is eq. 6-7 below; over several levels
+        it is the same posterior of the coarser chain, abar_{k-1} read at t_next and
+        beta = 1 - abar(t) / abar(t_next).
+        """
         log_abar = self.schedule.log_abar(t)
-        log_abar_prev = self.schedule.log_abar(self.time_of_step(k - 1))
+        log_abar_prev = self.schedule.log_abar(t_next)
         beta = -jnp.expm1(log_abar - log_abar_prev)
         one_minus_abar = -jnp.expm1(log_abar)
         one_minus_abar_prev = -jnp.expm1(log_abar_prev)

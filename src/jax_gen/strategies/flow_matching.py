@@ -55,9 +55,15 @@ class FlowMatchingStrategy(Strategy):
         return jax.random.uniform(key)
 
     def reverse(
-        self, model: Model, t: Float[Array, ""], x_t: Float[Array, " d"], key: PRNGKeyArray
+        self,
+        model: Model,
+        t: Float[Array, ""],
+        t_next: Float[Array, ""],
+        x_t: Float[Array, " d"],
+        key: PRNGKeyArray,
     ) -> Float[Array, " d"]:
+        """One Euler step z + (t_next - t) v(t, z)."""
         v = self.parameterization.to_velocity(
             model(t, x_t), x_t, path_coefficients(self.schedule, t)
         )
-        return x_t + v / self.num_transport_steps
+        return x_t + (t_next - t) * v

@@ -110,10 +110,15 @@ class ScoreMatchingStrategy(Strategy):
         )
 
     def reverse(
-        self, model: Model, t: Float[Array, ""], x_t: Float[Array, " d"], key: PRNGKeyArray
+        self,
+        model: Model,
+        t: Float[Array, ""],
+        t_next: Float[Array, ""],
+        x_t: Float[Array, " d"],
+        key: PRNGKeyArray,
     ) -> Float[Array, " d"]:
-        """``langevin_steps`` Langevin steps at the level of the next grid time t + 1 / L."""
-        t_level = self.time_of_level(self.level_index(t) + 1)
+        """``langevin_steps`` Langevin steps at the level of t_next (a training level)."""
+        t_level = t_next
         sigma = path_coefficients(self.schedule, t_level).sigma
         a = self.step_size * sigma**2
 
