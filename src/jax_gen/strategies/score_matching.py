@@ -46,8 +46,8 @@ class ScoreMatchingStrategy(Strategy):
     This is NCSN's rule (Algorithm 1: x <- x + (alpha_i / 2) s + sqrt(alpha_i) z with
     alpha_i = epsilon sigma_i^2 / sigma_L^2), since a_i = alpha_i / 2, with
     epsilon = 2 step_size sigma_L^2, written so that ``step_size`` does not depend on
-    sigma_min. It is scale-free and stable for any data: the Hessian of -log(p_data * N(0, sigma^2 I)) is (I - Cov[x | z] / sigma^2) /
-    sigma^2, at most 1 / sigma^2, so a_i times the curvature never exceeds ``step_size`` (stable
+    sigma_min. It is scale-free and stable for any data: the Hessian of
+    -log(p_data * N(0, sigma^2 I)) is (I - Cov[x | z] / sigma^2) / sigma^2, at most 1 / sigma^2, so a_i times the curvature never exceeds ``step_size`` (stable
     below 2). For Gaussian data N(m, s^2 I) one Langevin step contracts the error of the
     variance by (1 - a_i / (s^2 + sigma_i^2))^2: once sigma_i falls below s the chain freezes, and
     the leftover excess variance is what sets ``step_size``. With L = 20 levels of 20 steps from
