@@ -43,23 +43,23 @@ class ScoreMatchingStrategy(Strategy):
 
         x <- x + a_i s(x, sigma_i) + sqrt(2 a_i) xi,   xi ~ N(0, I),   a_i = step_size sigma_i^2.
 
-    This is NCSN's rule (Algorithm 1: x <- x + (alpha_i / 2) s + sqrt(alpha_i) z with
-    alpha_i = epsilon sigma_i^2 / sigma_L^2), since a_i = alpha_i / 2, with
-    epsilon = 2 step_size sigma_L^2, written so that ``step_size`` does not depend on
-    sigma_min. It is scale-free and stable for any data: the Hessian of
-    -log(p_data * N(0, sigma^2 I)) is (I - Cov[x | z] / sigma^2) / sigma^2, at most 1 / sigma^2, so a_i times the curvature never exceeds ``step_size`` (stable
-    below 2). For Gaussian data N(m, s^2 I) one Langevin step contracts the error of the
-    variance by (1 - a_i / (s^2 + sigma_i^2))^2: once sigma_i falls below s the chain freezes, and
-    the leftover excess variance is what sets ``step_size``. With L = 20 levels of 20 steps from
-    10 to 0.01 the samples' std comes out 24% too large at step_size 0.05, 11% at 0.1, 5% at 0.2
-    and 2.3% at 0.5, for any data std s well inside (sigma_min, sigma_max) (measured with the
-    exact score of a mixture: +20-27%, +9-12%, +3-6%, -1..+3%). The default 0.5 also keeps the
-    weights of the modes of a mixture within about 2 points (0.4/0.3/0.2/0.1 come out
-    0.38-0.39/0.29-0.30/0.20-0.21/0.11); at 1.0 and above the discretisation bias at the large
-    levels starts to flatten them. A final noise-free Tweedie step x <- x + sigma_min^2 s(x) is
-    not taken: it moves the samples by about sigma_min, which changed the per-mode std by 0.1%
-    and no sample's mode at sigma_min = 0.01 (the leftover error is the frozen chain's, not
-    sigma_min's noise).
+    This is NCSN's rule (Algorithm 1: x <- x + (alpha_i / 2) s + sqrt(alpha_i) z with alpha_i =
+    epsilon sigma_i^2 / sigma_L^2), since a_i = alpha_i / 2, with epsilon = 2 step_size
+    sigma_L^2, written so that ``step_size`` does not depend on sigma_min. It is scale-free and
+    stable for any data: the Hessian of -log(p_data * N(0, sigma^2 I)) is (I - Cov[x | z] /
+    sigma^2) / sigma^2, at most 1 / sigma^2, so a_i times the curvature never exceeds
+    ``step_size`` (stable below 2). For Gaussian data N(m, s^2 I) one Langevin step contracts
+    the error of the variance by (1 - a_i / (s^2 + sigma_i^2))^2: once sigma_i falls below s the
+    chain freezes, and the leftover excess variance is what sets ``step_size``. With L = 20
+    levels of 20 steps from 10 to 0.01 the samples' std comes out 24% too large at step_size
+    0.05, 11% at 0.1, 5% at 0.2 and 2.3% at 0.5, for any data std s well inside (sigma_min,
+    sigma_max) (measured with the exact score of a mixture: +20-27%, +9-12%, +3-6%, -1..+3%).
+    The default 0.5 also keeps the weights of the modes of a mixture within about 2 points
+    (0.4/0.3/0.2/0.1 come out 0.38-0.39/0.29-0.30/0.20-0.21/0.11); at 1.0 and above the
+    discretisation bias at the large levels starts to flatten them. A final noise-free Tweedie
+    step x <- x + sigma_min^2 s(x) is not taken: it moves the samples by about sigma_min, which
+    changed the per-mode std by 0.1% and no sample's mode at sigma_min = 0.01 (the leftover
+    error is the frozen chain's, not sigma_min's noise).
 
     References: Song & Ermon, "Generative Modeling by Estimating Gradients of the Data
     Distribution" (2019), Algorithm 1; Song & Ermon, "Improved Techniques for Training
