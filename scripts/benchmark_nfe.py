@@ -126,7 +126,7 @@ def load_or_train(
             print(f"  {path} has another config: retraining", file=sys.stderr)
 
     # The run's keys as the command line's `train` draws them, so the checkpoints agree.
-    init_key, train_key, _ = run_keys(cfg.train.seed)
+    init_key, train_key, *_ = run_keys(cfg.train.seed)
     strategy = create_strategy(cfg.strategy)
     optimizer = make_optimizer(cfg.optimizer, cfg.train.train_steps)
     state = init_train_state(create_model(cfg.model, init_key, DATA_DIM), optimizer)

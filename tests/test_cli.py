@@ -1,8 +1,10 @@
 """The command line, end to end in a temporary folder, with tiny models and few steps."""
 
 import json
+import math
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import equinox as eqx
@@ -14,9 +16,17 @@ from helpers import run_cli as run
 from PIL import Image, ImageSequence
 
 import jax_gen.cli as cli
-from jax_gen import checkpoint, visualize
+from jax_gen import checkpoint, config, visualize
 from jax_gen.cli import main
-from jax_gen.config import FlowMatchingStrategyConfig, GaussianMixtureConfig
+from jax_gen.config import (
+    FlowMatchingStrategyConfig,
+    GaussianMixtureConfig,
+    OptimizerConfig,
+    SamplerConfig,
+    TrainConfig,
+    deferred_validation,
+    validate_all,
+)
 from jax_gen.strategies import create_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +130,7 @@ def test_train_generate_animate_end_to_end(in_tmp, capsys, strategy):
     saved = checkpoint.load(path)
     strategy_obj = cli.create_strategy(saved.config.strategy)
     _, trajectory = strategy_obj.sample_from_target_distribution(
-        saved.state.ema_model, jax.random.split(jax.random.key(0))[0], 300, 2
+        saved.state.ema_model, cli.sampling_keys(0)[0], 300, 2
     )
     trajectory = np.asarray(trajectory)
     np.testing.assert_allclose(trajectory[-1], samples, rtol=1e-5, atol=1e-5)
@@ -401,6 +411,108 @@ def test_unknown_names_exit_2(in_tmp, capsys, argv):
     code, _, err = run(argv, capsys)
     assert code == 2 and "Traceback" not in err
     assert list(in_tmp.iterdir()) == []
+
+
+CONFIGS = [
+    *config.STRATEGIES.values(),
+    *config.MODELS.values(),
+    *config.DATASETS.values(),
+    SamplerConfig,
+    OptimizerConfig,
+    TrainConfig,
+]
+FLOAT_FIELDS = [
+    (cls, name)
+    for cls in CONFIGS
+    for name, hint in typing.get_type_hints(cls).items()
+    if float in (hint, *typing.get_args(hint))
+]
+
+
+@pytest.mark.parametrize(
+    "cls, name", FLOAT_FIELDS, ids=[f"{cls.__name__}.{name}" for cls, name in FLOAT_FIELDS]
+)
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_every_float_option_must_be_finite(cls, name, value):
+    message = f"^{name}={value!r} must be finite$"
+    with pytest.raises(ValueError, match=message):
+        cls(**{name: value})
+    with deferred_validation():
+        invalid = cls(**{name: value})
+    with pytest.raises(ValueError, match=message):
+        validate_all(invalid)
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["train", *TINY, *FAST, "--optimizer.learning-rate", "inf"], "learning_rate=inf"),
+        (["train", *TINY, *FAST, "--optimizer.max-grad-norm", "nan"], "max_grad_norm=nan"),
+        (
+            ["train", "strategy:ddpm", *TINY, *FAST, "--strategy.beta-max", "nan"],
+            "beta_max=nan",
+        ),
+        (["train", *TINY, "dataset:moon", *FAST, "--dataset.noise", "inf"], "noise=inf"),
+        (["generate", "--model-path", "m.eqx", "--guidance-scale", "inf"], "guidance_scale=inf"),
+        (["plot-field", "--model-path", "m.eqx", "--times", "0", "nan"], "times=(0.0, nan)"),
+    ],
+)
+def test_non_finite_values_exit_2_before_anything_is_written(in_tmp, capsys, argv, fragment):
+    code, _, err = run([*argv, "--model-path", in_tmp / "m.eqx"], capsys)
+    assert_clean_failure(code, err, f"error: {fragment} must be finite")
+    assert list(in_tmp.iterdir()) == []
+
+
+def outputs(folder):
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_a_diverging_run_exits_2_and_leaves_the_good_checkpoint(in_tmp, capsys):
+    path, _ = train(in_tmp, capsys)
+    before = outputs(in_tmp)
+    assert set(before) == {"model.eqx", "model.loss.png", "model.samples.png"}
+    # No clipping and a huge rate: the first steps are finite, then the weights blow up.
+    huge = ["--optimizer.learning-rate", "1e30", "--optimizer.max-grad-norm", "1e30"]
+    argv = ["train", *TINY, "dataset:gaussian-mixture", *FAST, "--model-path", path, *huge]
+    code, _, err = run([*argv, "--rerun"], capsys)
+    assert_clean_failure(code, err, "training diverged", "at step", "--optimizer.learning-rate")
+    assert "nothing was written" in err
+    assert outputs(in_tmp) == before  # no new checkpoint, plot, recording or temporary file
+
+
+def poison(chunk, losses=False):
+    """The chunk with a non-finite loss at its 4th step, or else non-finite weights after it."""
+    if losses:
+        return chunk._replace(losses=chunk.losses.at[3].set(np.nan))
+    model = jax.tree.map(lambda a: a * np.nan if eqx.is_inexact_array(a) else a, chunk.state.model)
+    return chunk._replace(state=eqx.tree_at(lambda s: s.model, chunk.state, model))
+
+
+@pytest.mark.parametrize("losses", [True, False], ids=["loss", "weights"])
+def test_divergence_after_a_periodic_save_keeps_that_save(in_tmp, capsys, monkeypatch, losses):
+    saved = []
+    original_save, original_chunks = checkpoint.save, cli.train_chunks
+
+    def spy(path, cfg, state, losses, data_dim):
+        arrays = jax.tree.leaves(eqx.filter(state, eqx.is_inexact_array))
+        saved.append((int(state.step), all(np.isfinite(a).all() for a in arrays)))
+        return original_save(path, cfg, state, losses, data_dim)
+
+    def diverging(*args, **kwargs):
+        for i, chunk in enumerate(original_chunks(*args, **kwargs)):
+            yield poison(chunk, losses) if i == 2 else chunk
+
+    monkeypatch.setattr(checkpoint, "save", spy)
+    monkeypatch.setattr(cli, "train_chunks", diverging)
+    path = in_tmp / "model.eqx"
+    argv = ["train", *TINY, "dataset:gaussian-mixture", *FAST, "--train-steps", "40"]
+    code, _, err = run([*argv, "--checkpoint-every", "10", "--model-path", path], capsys)
+    where = "loss nan at step 24" if losses else "non-finite weights after step 30"
+    assert_clean_failure(code, err, f"training diverged ({where})", f"{path} keeps step 20")
+    assert saved == [(10, True), (20, True)]
+    assert checkpoint.load(path).step == 20
+    assert np.all(np.isfinite(checkpoint.load(path).losses))
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["model.eqx"]
 
 
 def test_help_is_readable_and_entry_points_work():

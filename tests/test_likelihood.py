@@ -307,5 +307,7 @@ def test_trained_model_nll_obeys_gibbs_inequality_on_the_gaussian_mixture():
     gap = log_p - log_q
     standard_error = gap.std(ddof=1) / math.sqrt(len(gap))
     assert gap.mean() > -4 * standard_error, (gap.mean(), standard_error)
-    assert gap.mean() < 2.0, "within 1 nat per dimension of the data's cross-entropy"
+    # This model's KL is 0.12 +- 0.02 nats; half the training steps leave 0.89, and a source
+    # density that counts its normaliser d/2 log(2 pi) twice gives 1.96.
+    assert gap.mean() < 0.25, f"KL {gap.mean():.3f} +- {standard_error:.3f} nats"
     assert nats_per_dim(log_q, 2) == pytest.approx(-log_q.mean() / 2, rel=1e-6)

@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import PREDICTIONS, GaussianOracle
+from test_train import mode_mismatch, mode_statistics
 
 from jax_gen.config import (
     GaussianMixtureConfig,
@@ -242,8 +243,17 @@ def test_tiny_model_lands_samples_on_the_four_modes():
     _, ema_model, losses = train(strategy, model, gmm, train_cfg, opt_cfg, train_key)
     assert losses.shape == (1500,) and np.all(np.isfinite(losses))
     assert losses[-100:].mean() < losses[:100].mean()
-    samples, _ = strategy.sample_from_target_distribution(ema_model, jax.random.key(7), 2000, 2)
-    distances = np.linalg.norm(np.asarray(samples)[:, None] - corners[None], axis=-1)
+    # Beside the exact score sampled from the same noise: the Langevin chain's own error (2-3%
+    # excess spread at the default step size) is not the network's.
+    n, key = 2000, jax.random.key(7)
+    samples, _ = strategy.sample_from_target_distribution(ema_model, key, n, 2)
+    oracle = MixtureOracle(strategy, corners, np.full(4, 0.25), gmm.std)
+    exact, _ = strategy.sample_from_target_distribution(oracle, key, n, 2)
+    samples, exact = np.asarray(samples), np.asarray(exact)
+    exact_shares, exact_spreads, _ = mode_statistics(exact, corners)
+    assert np.all(np.abs(exact_shares - 0.25) < 4 * np.sqrt(0.25 * 0.75 / n)), exact_shares
+    assert np.all(np.abs(exact_spreads / gmm.std - 1) < 0.1), exact_spreads
+    distances = np.linalg.norm(samples[:, None] - corners[None], axis=-1)
     assert np.mean(distances.min(axis=1) < 1.0) > 0.9, "most samples lie within 1.0 of a corner"
-    shares = np.bincount(distances.argmin(axis=1), minlength=4) / len(samples)
-    assert shares.min() > 0.15, f"every mode is populated: {shares}"
+    mismatch = mode_mismatch(samples, exact, corners)
+    assert not mismatch, mismatch

@@ -36,12 +36,18 @@ def test_ddpm_visits_every_step_index_exactly_once_in_order(num_steps):
 
 
 def test_floor_of_a_linspace_grid_would_skip_and_repeat_steps():
-    # The pitfall: t = linspace(0, 1 - 1/T, T) mapped by floor((1 - t) T).
+    # The pitfall: t = linspace(0, 1 - 1/T, T) mapped by floor((1 - t) T) in float32.
     num_steps = 50
     t = np.linspace(0, 1 - 1 / num_steps, num_steps, dtype=np.float32)
     visited = np.floor((1 - t) * num_steps).astype(int)
-    assert visited[0] == num_steps  # an index T that does not exist is visited
-    assert 0 not in visited[-1:] or len(set(visited)) < num_steps
+    assert visited[-1] == 0  # a step 0 that does not exist (steps are 1..T) ...
+    assert len(set(visited.tolist())) < num_steps  # ... steps taken twice ...
+    assert set(range(1, num_steps + 1)) - set(visited.tolist())  # ... and steps never taken.
+    # step_index rounds, so the very same floats visit every step once, in order.
+    strategy = create_strategy(DDPMStrategyConfig(num_transport_steps=num_steps))
+    np.testing.assert_array_equal(
+        np.asarray(strategy.step_index(jnp.asarray(t))), np.arange(num_steps, 0, -1)
+    )
 
 
 def test_ddpm_training_times_are_exactly_the_sampling_grid():

@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import STRATEGY_CFGS, STRATEGY_IDS
+from helpers import STRATEGY_CFGS, STRATEGY_CONFIGS, STRATEGY_IDS
 
 import jax_gen.train as train_module
 from jax_gen.config import (
@@ -18,6 +18,7 @@ from jax_gen.config import (
 )
 from jax_gen.data import get_batch
 from jax_gen.models import create_model
+from jax_gen.parameterization import path_coefficients
 from jax_gen.strategies import create_strategy
 from jax_gen.train import (
     check_conditioning,
@@ -44,18 +45,98 @@ def leaves(model):
     return jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))
 
 
-@pytest.mark.parametrize("cfg", STRATEGY_CFGS, ids=STRATEGY_IDS)
-def test_tiny_model_lands_samples_on_the_four_modes(cfg):
-    train_cfg = TrainConfig(batch_size=256, train_steps=1500, log_interval=500, ema_decay=0.99)
+class MixtureOracle:
+    """The exact prediction for the data ``GMM`` on any Gaussian path, as a model(t, z).
+
+    z = alpha x + sigma eps is the mixture of N(alpha m_j, v I), v = alpha^2 s^2 + sigma^2, and
+    E[x | z] = sum_j r_j(z) (m_j + alpha s^2 / v (z - alpha m_j)) with r_j the posterior
+    responsibilities; the oracle returns what the parameterization asks for.
+    """
+
+    def __init__(self, strategy):
+        self.strategy = strategy
+        self.means = jnp.asarray(CORNERS, jnp.float32)
+
+    def __call__(self, t, z):
+        c = path_coefficients(self.strategy.schedule, t)
+        variance = c.alpha**2 * GMM.std**2 + c.sigma**2
+        logits = -jnp.sum((z - c.alpha * self.means) ** 2, axis=-1) / (2 * variance)
+        gain = c.alpha * GMM.std**2 / variance
+        x_hat = jax.nn.softmax(logits) @ (self.means + gain * (z - c.alpha * self.means))
+        return self.strategy.parameterization.target(x_hat, (z - c.alpha * x_hat) / c.sigma, c)
+
+
+def mode_statistics(points, corners):
+    """Per corner: the share of the points nearest to it, and the spread (the per-coordinate
+    std about their mean) and number of those within 1.0 of it."""
+    distances = np.linalg.norm(points[:, None] - corners[None], axis=-1)
+    nearest, close = distances.argmin(axis=1), distances.min(axis=1) < 1.0
+    shares = np.bincount(nearest, minlength=len(corners)) / len(points)
+    groups = [points[(nearest == j) & close] for j in range(len(corners))]
+    spreads = np.array(
+        [np.sqrt(np.mean((g - g.mean(0)) ** 2)) if len(g) else np.nan for g in groups]
+    )
+    return shares, spreads, np.array([max(len(g), 1) for g in groups])
+
+
+def mode_mismatch(samples, reference, corners, num_se=4.0):
+    """How the modes of ``samples`` differ from ``reference``'s beyond sampling error; '' if not.
+
+    Shares and spreads (:func:`mode_statistics`) are compared within ``num_se`` standard errors
+    of the difference of two independent draws of these sizes, sqrt(p (1 - p) / n) per share
+    and std / sqrt(4 m) per spread of m points (2 m values); drawn from the same noise, as here,
+    the two differ less.
+    """
+    n, ref_n = len(samples), len(reference)
+    shares, spreads, counts = mode_statistics(samples, corners)
+    ref_shares, ref_spreads, ref_counts = mode_statistics(reference, corners)
+    share_se = np.sqrt(shares * (1 - shares) / n + ref_shares * (1 - ref_shares) / ref_n)
+    spread_se = np.sqrt(spreads**2 / (4 * counts) + ref_spreads**2 / (4 * ref_counts))
+    problems = []
+    if not np.all(np.abs(shares - ref_shares) < num_se * share_se):
+        problems.append(f"shares {np.round(shares, 3)}, exact {np.round(ref_shares, 3)}")
+    if not np.all(np.abs(spreads - ref_spreads) < num_se * spread_se):
+        problems.append(f"mode stds {np.round(spreads, 3)}, exact {np.round(ref_spreads, 3)}")
+    return "; ".join(problems)
+
+
+# What the tiny recipe below does not train to the modes, measured against the exact
+# denoiser through the same sampler (mode std about 0.28; shares 0.25 +- 0.01): the test
+# holds them to the bounds they meet and fails once they meet the tight ones.
+UNDERTRAINED = {
+    "ddpm-x": "x-prediction shrinks every mode (std 0.02-0.06); loss_target='v' trains it",
+    "flow-x": "x-prediction shrinks every mode (std 0.09-0.17, 0.23 after 3000 steps)",
+    "flow-eps": "eps-prediction misweighs the modes (shares 0.19-0.35)",
+}
+# v-prediction DDPM at 1500 steps leaves its modes 10-18% wider than the exact denoiser's.
+TRAIN_STEPS = {"ddpm-v": 3000}
+
+
+@pytest.mark.parametrize("name, cfg", STRATEGY_CONFIGS, ids=STRATEGY_IDS)
+def test_tiny_model_lands_samples_on_the_four_modes(name, cfg):
+    steps = TRAIN_STEPS.get(name, 1500)
+    train_cfg = TrainConfig(batch_size=256, train_steps=steps, log_interval=500, ema_decay=0.99)
     strategy, _, ema_model, losses = fit(cfg, train_cfg)
-    assert losses.shape == (1500,) and np.all(np.isfinite(losses))
+    assert losses.shape == (steps,) and np.all(np.isfinite(losses))
     assert losses[-100:].mean() < losses[:100].mean()
-    samples, _ = strategy.sample_from_target_distribution(ema_model, jax.random.key(7), 2000, 2)
-    distances = np.linalg.norm(np.asarray(samples)[:, None] - CORNERS[None], axis=-1)
-    nearest = distances.argmin(axis=1)
+    # The reference is the exact denoiser sampled from the same noise, not the data: DDPM's
+    # 100-step chain alone leaves the modes 7-13% narrow (it converges with the number of steps).
+    n, key = 2000, jax.random.key(7)
+    samples, _ = strategy.sample_from_target_distribution(ema_model, key, n, 2)
+    exact, _ = strategy.sample_from_target_distribution(MixtureOracle(strategy), key, n, 2)
+    samples, exact = np.asarray(samples), np.asarray(exact)
+    exact_shares, exact_spreads, _ = mode_statistics(exact, CORNERS)
+    assert np.all(np.abs(exact_shares - 0.25) < 4 * np.sqrt(0.25 * 0.75 / n)), exact_shares
+    assert np.all(np.abs(exact_spreads / GMM.std - 1) < 0.15), exact_spreads
+    distances = np.linalg.norm(samples[:, None] - CORNERS[None], axis=-1)
     assert np.mean(distances.min(axis=1) < 1.0) > 0.9, "most samples lie within 1.0 of a corner"
-    shares = np.bincount(nearest, minlength=4) / len(samples)
-    assert shares.min() > 0.15, f"every mode is populated: {shares}"
+    mismatch = mode_mismatch(samples, exact, CORNERS)
+    if name in UNDERTRAINED:
+        shares = np.bincount(distances.argmin(axis=1), minlength=4) / len(samples)
+        assert shares.min() > 0.15, f"every mode is populated: {shares}"
+        assert mismatch, f"{name} now lands on the modes: remove it from UNDERTRAINED"
+        pytest.xfail(f"{UNDERTRAINED[name]}: {mismatch}")
+    assert not mismatch, mismatch
 
 
 def test_training_is_deterministic_for_a_seed():

@@ -50,12 +50,22 @@ from jax_gen.data import (
     is_planar,
     log_density,
     num_classes,
+    support_indicator,
     to_plane,
 )
 from jax_gen.data import data_dim as dataset_dim
 from jax_gen.files import atomic_output, check_output_path
 from jax_gen.likelihood import log_prob
-from jax_gen.metrics import distance_and_floor, energy_distance, mmd, sliced_wasserstein
+from jax_gen.metrics import (
+    CHEAP_METRICS,
+    QUALITY_METRICS,
+    distance_and_floor,
+    energy_distance,
+    format_report,
+    mmd,
+    quality_report,
+    sliced_wasserstein,
+)
 from jax_gen.models import create_model
 from jax_gen.parallel import check_batch_size, data_mesh, num_devices
 from jax_gen.samplers import sample
@@ -63,6 +73,8 @@ from jax_gen.strategies import create_strategy
 from jax_gen.train import (
     check_conditioning,
     init_train_state,
+    is_finite,
+    key_stream,
     make_optimizer,
     model_num_classes,
     run_keys,
@@ -118,8 +130,9 @@ class TrainCommand:
     """Also save the checkpoint every this many steps (0: at the end and on Ctrl-C only)."""
     resume: bool = False
     """Continue the run saved at --model-path (its config is used; contradicting flags fail)."""
-    num_samples: int = 2000
-    """Points generated after training for the sample plot and the quality figure."""
+    num_samples: int = 10000
+    """Points generated after training for the sample plot and the quality figures (measured
+    against as many fresh data points)."""
     num_devices: int | None = None
     """Devices to split each batch over, data parallel (default: all; the batch size must be a
     multiple). Not stored: the same run on 1 or n devices gives the same model."""
@@ -229,7 +242,7 @@ class EvaluateCommand:
     steps: tuple[int, ...] = ()
     """Sampling step counts, one table row each (default: --num-sampling-steps, else the
     strategy's number of transport steps)."""
-    num_samples: int = 2000
+    num_samples: int = 10000
     """Points generated per row (fresh data draws have the same size)."""
     repeats: int = 3
     """Fresh draws each distance and its floor are averaged over."""
@@ -399,6 +412,21 @@ def class_data(key: jax.Array, dataset: Any, label: int, n: int) -> np.ndarray:
     return chosen
 
 
+def support_report(
+    samples: np.ndarray, dataset: Any, key: jax.Array, condition: int | None = None, metrics=None
+) -> dict:
+    """The figures that see the data's support (:func:`~jax_gen.metrics.quality_report`):
+    k-NN precision and recall, the classifier two-sample test and, on a silhouette, the share
+    of samples inside it, each beside a second fresh draw's."""
+    if condition is None:
+        draw = lambda k, n: get_batch(k, dataset, n)  # noqa: E731
+    else:
+        draw = lambda k, n: class_data(k, dataset, condition, n)  # noqa: E731
+    return quality_report(
+        samples, draw, key, inside=support_indicator(dataset), metrics=metrics or CHEAP_METRICS
+    )
+
+
 def quality_line(distance: float, floor: float) -> str:
     return (
         f"sliced W2 to fresh data {distance:.3f} "
@@ -416,6 +444,13 @@ def describe_sampling(
         which = "all classes" if condition is None else f"class {condition}"
         text += f", {which}, guidance {sampler.guidance_scale:g}"
     return text
+
+
+def sampling_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The named streams of a sampling command: the sampler's, the class labels' and the fresh
+    data's (:func:`~jax_gen.train.key_stream`), none shared with another."""
+    root = jax.random.key(seed)
+    return tuple(key_stream(root, name) for name in ("sample", "labels", "evaluate"))
 
 
 def sampling_labels(
@@ -497,6 +532,33 @@ def open_rerun(options: RerunOptions, model_path: Path, app: str):
 # ----------------------------------------------------------------------------------------------
 
 
+def check_finite_chunk(
+    losses: np.ndarray, state: Any, previous_step: int, learning_rate: float, kept: str
+) -> None:
+    """Raises ``ValueError`` if a chunk's losses or resulting weights are not all finite.
+
+    Called before the chunk's state is kept, so nothing non-finite is ever saved or plotted.
+
+    Args:
+        losses: the chunk's loss per step, on the host.
+        state: the state after the chunk.
+        previous_step: steps trained before the chunk.
+        learning_rate: the peak learning rate, for the advice.
+        kept: what the checkpoint path holds now, for the message.
+    """
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        where = f"loss {losses[bad[0]]} at step {previous_step + 1 + bad[0]}"
+    elif not is_finite(state):
+        where = f"non-finite weights after step {previous_step + losses.size}"
+    else:
+        return
+    raise ValueError(
+        f"training diverged ({where}); try a smaller --optimizer.learning-rate than "
+        f"{learning_rate:g} (or a smaller --optimizer.max-grad-norm); {kept}"
+    )
+
+
 def run_train(cmd: TrainCommand) -> None:
     if cmd.distributed:  # before anything touches a device
         jax.distributed.initialize(cmd.coordinator_address, cmd.num_processes, cmd.process_id)
@@ -526,7 +588,7 @@ def run_train(cmd: TrainCommand) -> None:
     mesh = data_mesh(cmd.num_devices)
     check_batch_size(cfg.train.batch_size, mesh)
 
-    init_key, train_key, sample_key = run_keys(cfg.train.seed)
+    init_key, train_key, sample_key, eval_key = run_keys(cfg.train.seed)
     strategy = create_strategy(cfg.strategy)
     optimizer = make_optimizer(cfg.optimizer, cfg.train.train_steps)
     if cmd.resume:
@@ -538,12 +600,20 @@ def run_train(cmd: TrainCommand) -> None:
         )
         state, losses = init_train_state(model, optimizer), []
     rerun = open_rerun(cmd.rerun, model_path, "train") if writer else None
+    saved_step = int(state.step) if cmd.resume else None
 
     def save_checkpoint(state) -> None:
+        nonlocal saved_step
         if writer:
             checkpoint.save(
                 model_path, cfg, state, np.concatenate(losses) if losses else [], data_dim
             )
+        saved_step = int(state.step)
+
+    def kept() -> str:
+        if saved_step is None:
+            return "nothing was written"
+        return f"{model_path} keeps step {saved_step}"
 
     devices = num_devices(mesh)
     say(
@@ -566,7 +636,11 @@ def run_train(cmd: TrainCommand) -> None:
             mesh=mesh,
         ):
             chunk_losses = np.asarray(chunk.losses)  # the one host sync per chunk
-            previous_step, state = int(state.step), chunk.state
+            previous_step = int(state.step)
+            check_finite_chunk(
+                chunk_losses, chunk.state, previous_step, cfg.optimizer.learning_rate, kept()
+            )
+            state = chunk.state
             step = previous_step + chunk_losses.size
             losses.append(chunk_losses)
             rate = (step - first_step) / (time.perf_counter() - start)
@@ -597,6 +671,11 @@ def run_train(cmd: TrainCommand) -> None:
             file=sys.stderr,
         )
         sys.exit(130)
+    except Exception as err:
+        bar.close()
+        if rerun:  # an unfinished recording is discarded: an older one at its path stays
+            rerun[0].__exit__(type(err), err, err.__traceback__)
+        raise
     bar.close()
     elapsed = time.perf_counter() - start
     all_losses = np.concatenate(losses) if losses else np.zeros(0)
@@ -606,14 +685,17 @@ def run_train(cmd: TrainCommand) -> None:
             loss_path, all_losses, title=f"{describe(cfg)} on {name_of(cfg.dataset)}"
         )
 
-    label_key, data_key = jax.random.split(jax.random.fold_in(sample_key, 1))
+    label_key, data_key, metric_key = (
+        key_stream(eval_key, s) for s in ("labels", "data", "metrics")
+    )
     labels = sampling_labels(cfg, SamplerConfig(), None, label_key, cmd.num_samples)
     result = sample(strategy, state.ema_model, sample_key, cmd.num_samples, data_dim, labels=labels)
     samples = np.asarray(result.samples)
     data, data_labels = fresh_data(cfg, data_key, cmd.num_samples)
     if writer:
         save_samples_figure(samples_path, samples, data, cfg, describe(cfg), labels, data_labels)
-    distance, floor = quality(samples, cfg.dataset, jax.random.fold_in(sample_key, 2))
+    distance, floor = quality(samples, cfg.dataset, metric_key)
+    support = support_report(samples, cfg.dataset, key_stream(metric_key, "support"))
     if rerun:
         rerun[0].close()
 
@@ -623,6 +705,7 @@ def run_train(cmd: TrainCommand) -> None:
         tail = all_losses[-100:]
         say(f"final loss {tail.mean():.4f} (mean of the last {tail.size} steps)")
     say(quality_line(distance, floor))
+    say(format_report(support))
     say(f"checkpoint   {model_path}")
     say(f"loss curve   {loss_path}")
     say(f"samples      {samples_path}")
@@ -660,10 +743,8 @@ def run_generate(cmd: GenerateCommand) -> None:
     cfg, strategy, model, data_dim, sampler = load_for_sampling(options)
     check_dataset(cfg.dataset)
 
-    sample_key, data_key = jax.random.split(jax.random.key(options.seed))
-    labels = sampling_labels(
-        cfg, sampler, options.condition, jax.random.fold_in(sample_key, 1), cmd.num_samples
-    )
+    sample_key, label_key, data_key = sampling_keys(options.seed)
+    labels = sampling_labels(cfg, sampler, options.condition, label_key, cmd.num_samples)
     start = time.perf_counter()
     result = sample(strategy, model, sample_key, cmd.num_samples, data_dim, sampler, labels)
     samples, trajectory = np.asarray(result.samples), result.trajectory
@@ -685,8 +766,10 @@ def run_generate(cmd: GenerateCommand) -> None:
                 if samples.shape[1] == 2:
                     header = "x,y"
                 np.savetxt(tmp, samples, delimiter=",", header=header, comments="")
-    distance, floor = quality(
-        samples, cfg.dataset, jax.random.fold_in(data_key, 1), options.condition
+    metric_key = key_stream(data_key, "metrics")
+    distance, floor = quality(samples, cfg.dataset, metric_key, options.condition)
+    support = support_report(
+        samples, cfg.dataset, key_stream(metric_key, "support"), options.condition
     )
     rerun = open_rerun(cmd.rerun, options.model_path, "generate")
     if rerun and is_planar(cfg.dataset):
@@ -695,6 +778,7 @@ def run_generate(cmd: GenerateCommand) -> None:
 
     say(f"generated {cmd.num_samples} points with {title} in {elapsed:.2f} s")
     say(quality_line(distance, floor))
+    say(format_report(support))
     say(f"samples plot {image_path}")
     if cmd.output_samples_path is not None:
         say(f"points       {cmd.output_samples_path}")
@@ -708,10 +792,8 @@ def run_animate(cmd: AnimateCommand) -> None:
     check_output_path(video_path, "--output-video-path")
     cfg, strategy, model, data_dim, sampler = load_for_sampling(options)
 
-    sample_key, _ = jax.random.split(jax.random.key(options.seed))
-    labels = sampling_labels(
-        cfg, sampler, options.condition, jax.random.fold_in(sample_key, 1), cmd.num_samples
-    )
+    sample_key, label_key, _ = sampling_keys(options.seed)
+    labels = sampling_labels(cfg, sampler, options.condition, label_key, cmd.num_samples)
     result = sample(strategy, model, sample_key, cmd.num_samples, data_dim, sampler, labels)
     title = describe_sampling(cfg, sampler, int(result.nfe), options.condition)
     states = result.trajectory.shape[0]
@@ -781,10 +863,9 @@ def run_evaluate(cmd: EvaluateCommand) -> None:
     heat_map = cmd.nll_points > 0 and cmd.density_resolution > 0 and is_planar(cfg.dataset)
     if heat_map:
         check_output_path(density_path, "--output-density-path")
-    sample_key, metric_key, nll_key, probe_key = jax.random.split(jax.random.key(options.seed), 4)
-    labels = sampling_labels(
-        cfg, sampler, options.condition, jax.random.fold_in(sample_key, 1), cmd.num_samples
-    )
+    sample_key, label_key, metric_key = sampling_keys(options.seed)
+    nll_key, probe_key = jax.random.split(key_stream(jax.random.key(options.seed), "likelihood"))
+    labels = sampling_labels(cfg, sampler, options.condition, label_key, cmd.num_samples)
 
     def draw_data(key, n):
         if options.condition is None:
@@ -813,6 +894,13 @@ def run_evaluate(cmd: EvaluateCommand) -> None:
                 metric=metric,
             )
             row[name] = {"distance": distance, "floor": floor, "ratio": distance / floor}
+        row["quality"] = support_report(
+            samples,
+            cfg.dataset,
+            key_stream(metric_key, "report"),
+            options.condition,
+            metrics=QUALITY_METRICS,
+        )
         rows.append(row)
 
     report = {
@@ -853,6 +941,8 @@ def run_evaluate(cmd: EvaluateCommand) -> None:
 
     say(f"evaluated {options.model_path}: {describe(cfg)} on {name_of(cfg.dataset)}")
     say(format_table(rows, sampler.sampler, cmd.num_samples))
+    for row in rows:
+        say(f"{row['steps']} steps:\n" + format_report(row["quality"]))
     if cmd.nll_points:
         line = f"NLL {nll['mean']:.3f} ± {nll['stderr']:.3f} nats/dim on {cmd.nll_points} "
         line += f"fresh points ({cmd.estimator} divergence, {nll['seconds']:.1f} s)"

@@ -55,7 +55,7 @@ in a high-dimensional space. For D = 2 the points are returned unchanged, bit fo
 import csv
 import functools
 import math
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -950,6 +950,15 @@ def log_density(cfg: Hashable, x: Float[ArrayLike, "n d"]) -> Float[Array, " n"]
 
 log_density.register = _log_density_dispatcher.register
 log_density.registry = _log_density_dispatcher.registry
+
+
+def support_indicator(cfg: Hashable) -> Callable[[Float[ArrayLike, "n d"]], np.ndarray] | None:
+    """``inside(points) -> bool (n,)``: whether points lie on the data's support, for the
+    silhouettes (the cat, users' images), whose exact log-density is -inf off the shape; None
+    where the support is not known exactly."""
+    if not isinstance(cfg, CatConfig | ImageConfig) or not has_log_density(cfg):
+        return None
+    return lambda points: np.isfinite(np.asarray(log_density(cfg, points)))
 
 
 def has_log_density(cfg: Hashable) -> bool:

@@ -1,16 +1,95 @@
-"""Distances between point clouds, for measuring sample quality against fresh data.
+"""Sample quality against fresh data: distances, support metrics and a classifier test.
 
-A distance alone says little: two independent draws of the same data are not at distance 0.
-Report every distance beside its **noise floor**, the same distance between two fresh draws of
-the data of the same size.
+A figure alone says little: two independent draws of the same data are not at distance 0, nor at
+precision 1 or classifier accuracy 0.5 exactly. Every figure here is reported beside its **noise
+floor**, the same figure for a second fresh draw of the data of the same size, and with its
+uncertainty. :func:`quality_report` computes any subset of them in one call:
+
+- **precision, recall** (Kynkaanniemi et al. 2019), **density, coverage** (Naeem et al. 2020):
+  k-nearest-neighbour balls around points of one set, and the share of the other set inside
+  them. They see the support: samples off it lower precision, data regions without samples
+  lower recall.
+- **C2ST**: the cross-validated accuracy of a classifier telling samples from fresh data,
+  0.5 when it cannot (Lopez-Paz & Oquab 2017).
+- **support rate**: the share of samples inside a known support (a silhouette).
+- **unbiased MMD^2** (Gretton et al. 2012) with a standard error.
+- **sliced W2 and energy distance**, each over many fresh draws, with intervals.
+
+Distances between point clouds are computed in blocks of rows (at most ``_BLOCK_ELEMENTS``
+entries of a distance matrix at once), so 10,000 x 10,000 comparisons never hold the whole
+matrix. Everything is float32. In at most ``_EXACT_DIM`` dimensions squared distances are sums
+of squared coordinate differences (exact to rounding, 0 between a point and itself); above it
+they come from the Gram expansion |x|^2 + |y|^2 - 2 x.y (one matrix product, relative error
+~1e-7 |x|^2 / |x - y|^2).
 """
 
 import functools
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
+
+_BLOCK_ELEMENTS = 1 << 22
+"""Entries of a pairwise matrix held at once (16 MB of float32; with temporaries ~100 MB)."""
+
+_EXACT_DIM = 8
+"""Up to this dimension, distances come from coordinate differences rather than the Gram
+expansion: as fast in 2-D (measured), and exact where points are close compared with their norms
+(ball radii of dense data)."""
+
+
+def _squared_distances(a: Float[Array, "n d"], b: Float[Array, "m d"]) -> Float[Array, "n m"]:
+    if a.shape[1] <= _EXACT_DIM:
+        return sum((a[:, None, i] - b[None, :, i]) ** 2 for i in range(a.shape[1]))
+    squared = jnp.sum(a**2, 1)[:, None] + jnp.sum(b**2, 1)[None, :] - 2 * a @ b.T
+    return jnp.maximum(squared, 0.0)
+
+
+def _pairwise_distances(a: Float[Array, "n d"], b: Float[Array, "m d"]) -> Float[Array, "n m"]:
+    return jnp.sqrt(_squared_distances(a, b))
+
+
+def _block_rows(n: int, m: int) -> int:
+    """Rows of ``a`` per block when comparing n points of ``a`` with m points of ``b``."""
+    return max(1, min(n, _BLOCK_ELEMENTS // max(m, 1)))
+
+
+def _in_blocks(a: Float[Array, "n d"], rows: int) -> tuple[Float[Array, "blocks rows d"], int]:
+    """``a`` padded with zero rows to a multiple of ``rows`` and cut into blocks; and n."""
+    n = a.shape[0]
+    padded = jnp.concatenate([a, jnp.zeros((-n % rows, a.shape[1]), a.dtype)])
+    return padded.reshape(-1, rows, a.shape[1]), n
+
+
+def _row_sums(
+    function: Callable[[Float[Array, "r m"]], Float[Array, "r m"]],
+    a: Float[Array, "n d"],
+    b: Float[Array, "m d"],
+) -> Float[Array, " n"]:
+    """sum_j function(|a_i - b_j|^2) for every i, one block of rows of ``a`` at a time."""
+    blocks, n = _in_blocks(a, _block_rows(a.shape[0], b.shape[0]))
+    sums = jax.lax.map(lambda block: jnp.sum(function(_squared_distances(block, b)), 1), blocks)
+    return sums.reshape(-1)[:n]
+
+
+def _as_points(x: Float[ArrayLike, "n d"], name: str) -> Float[Array, "n d"]:
+    """float32 points of shape (n, d), checked finite (distances and classifiers need it)."""
+    x = jnp.asarray(x, jnp.float32)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"{name} must have shape (n, d) with n >= 2, got {x.shape}")
+    bad = int(jnp.sum(~jnp.all(jnp.isfinite(x), axis=1)))
+    if bad:
+        raise ValueError(f"{name}: {bad} of {x.shape[0]} points are not finite")
+    return x
+
+
+# ----------------------------------------------------------------------------------------------
+# Distances between point clouds
+# ----------------------------------------------------------------------------------------------
 
 
 @functools.partial(jax.jit, static_argnames="num_projections")
@@ -37,9 +116,41 @@ def sliced_wasserstein(
     return jnp.sqrt(a.shape[1] * jnp.mean((proj_a - proj_b) ** 2))
 
 
-def _pairwise_distances(a: Float[Array, "n d"], b: Float[Array, "m d"]) -> Float[Array, "n m"]:
-    squared = jnp.sum(a**2, 1)[:, None] + jnp.sum(b**2, 1)[None, :] - 2 * a @ b.T
-    return jnp.sqrt(jnp.maximum(squared, 0.0))
+@functools.partial(jax.jit, static_argnames="num_projections")
+def _projections(
+    points: Float[Array, "n d"], key: PRNGKeyArray, num_projections: int = 256
+) -> Float[Array, "p n"]:
+    """The projections of :func:`sliced_wasserstein` (same directions for the same key)."""
+    directions = jax.random.normal(key, (num_projections, points.shape[1]))
+    directions = directions / jnp.linalg.norm(directions, axis=1, keepdims=True)
+    return directions @ points.T
+
+
+def _sliced_wasserstein_pair(
+    a: Float[Array, "n d"], a_floor: Float[Array, "n d"], b: Float[Array, "n d"], key: PRNGKeyArray
+) -> tuple[float, float]:
+    """:func:`sliced_wasserstein` (a, b, key) and (a_floor, b, key), b's projections sorted once.
+
+    The sorts run in NumPy: XLA's CPU sort took 0.6-0.8 s for 256 x 10,000 values, NumPy 0.07 s.
+    """
+    d = a.shape[1]
+    sorted_b = np.sort(np.asarray(_projections(b, key)), axis=1)
+
+    def distance(x):
+        difference = np.sort(np.asarray(_projections(x, key)), axis=1) - sorted_b
+        return math.sqrt(d * np.mean(np.square(difference, dtype=np.float64)))
+
+    return distance(a), distance(a_floor)
+
+
+@jax.jit
+def _mean_distance(a: Float[Array, "n d"], b: Float[Array, "m d"]) -> Float[Array, ""]:
+    """E|x - y| over all pairs (x, y) of a x b, in blocks of rows."""
+    return jnp.sum(_row_sums(jnp.sqrt, a, b)) / (a.shape[0] * b.shape[0])
+
+
+def _energy_from_means(cross, self_a, self_b):
+    return jnp.sqrt(jnp.maximum(2 * cross - self_a - self_b, 0.0))
 
 
 @jax.jit
@@ -51,19 +162,20 @@ def energy_distance(
         E^2(a, b) = 2 E|x - y| - E|x - x'| - E|y - y'|,   x, x' ~ a,  y, y' ~ b,
 
     with every expectation the mean over all pairs (V-statistic), so identical sets give exactly
-    0. E^2 >= 0, and it is 0 only when the distributions agree. ``key`` is unused (the metrics
-    share one signature).
+    0. E^2 >= 0, and it is 0 only when the distributions agree. The pair means are summed in
+    blocks of rows, so 10,000 points need no 10,000 x 10,000 matrix. ``key`` is unused (the
+    metrics share one signature).
     """
-    e2 = (
-        2 * jnp.mean(_pairwise_distances(a, b))
-        - jnp.mean(_pairwise_distances(a, a))
-        - jnp.mean(_pairwise_distances(b, b))
-    )
-    return jnp.sqrt(jnp.maximum(e2, 0.0))
+    return _energy_from_means(_mean_distance(a, b), _mean_distance(a, a), _mean_distance(b, b))
 
 
 MMD_BANDWIDTHS = (0.1, 0.3, 1.0, 3.0)
 """Bandwidths h of the RBF kernels summed in :func:`mmd`, in the data's units (scale ~3)."""
+
+
+def _kernel(squared: Float[Array, "r m"]) -> Float[Array, "r m"]:
+    """k = sum_h exp(-|x - y|^2 / (2 h^2)) over ``MMD_BANDWIDTHS``, from squared distances."""
+    return sum(jnp.exp(-squared / (2 * h**2)) for h in MMD_BANDWIDTHS)
 
 
 @jax.jit
@@ -75,15 +187,403 @@ def mmd(
         MMD^2(a, b) = E k(x, x') + E k(y, y') - 2 E k(x, y)   (V-statistic, >= 0),
 
     summed over the bandwidths h of ``MMD_BANDWIDTHS`` so that both fine structure and the
-    placement of far-apart modes count. Returns MMD (the square root). ``key`` is unused.
+    placement of far-apart modes count. Returns MMD (the square root). ``key`` is unused. For
+    an unbiased estimate with a standard error, see :func:`mmd2_unbiased`.
     """
 
     def kernel_mean(x, y):
-        squared = _pairwise_distances(x, y) ** 2
-        return sum(jnp.mean(jnp.exp(-squared / (2 * h**2))) for h in MMD_BANDWIDTHS)
+        return jnp.sum(_row_sums(_kernel, x, y)) / (x.shape[0] * y.shape[0])
 
     mmd2 = kernel_mean(a, a) + kernel_mean(b, b) - 2 * kernel_mean(a, b)
     return jnp.sqrt(jnp.maximum(mmd2, 0.0))
+
+
+@jax.jit
+def _mmd2_projections(x: Float[Array, "n d"], y: Float[Array, "n d"]) -> Float[Array, " n"]:
+    """g_i = 1/(n - 1) sum_{j != i} h(z_i, z_j) for z_i = (x_i, y_i), in blocks of rows."""
+    n = x.shape[0]
+    rows = _block_rows(n, n)
+    x_blocks, _ = _in_blocks(x, rows)
+    y_blocks, _ = _in_blocks(y, rows)
+    starts = jnp.arange(x_blocks.shape[0]) * rows
+
+    def block_sums(inputs):
+        x_block, y_block, start = inputs
+        h = (
+            _kernel(_squared_distances(x_block, x))
+            + _kernel(_squared_distances(y_block, y))
+            - _kernel(_squared_distances(x_block, y))
+            - _kernel(_squared_distances(y_block, x))
+        )
+        # The U-statistic leaves out the pairs (i, i); padded rows are dropped below.
+        diagonal = (start + jnp.arange(rows))[:, None] == jnp.arange(n)[None, :]
+        return jnp.sum(jnp.where(diagonal, 0.0, h), 1)
+
+    sums = jax.lax.map(block_sums, (x_blocks, y_blocks, starts))
+    return sums.reshape(-1)[:n] / (n - 1)
+
+
+def mmd2_unbiased(
+    samples: Float[ArrayLike, "n d"], data: Float[ArrayLike, "n d"]
+) -> tuple[float, float]:
+    """Unbiased MMD^2 (a U-statistic) and its leading-order standard error.
+
+    With z_i = (x_i, y_i) pairing sample i with data point i and the kernel k of :func:`mmd`,
+
+        h(z_i, z_j) = k(x_i, x_j) + k(y_i, y_j) - k(x_i, y_j) - k(x_j, y_i),
+        MMD^2_u = 1 / (n (n - 1)) sum_{i != j} h(z_i, z_j)
+
+    (Gretton et al. 2012, eq. 3), unbiased for MMD^2 = E k(x, x') + E k(y, y') - 2 E k(x, y), so
+    it is negative about half the time when the distributions agree, and exactly 0 for identical
+    sets. Its variance is 4 zeta_1 / n + O(n^-2) (Hoeffding 1948), with zeta_1 the variance of
+    the first-order projection E_j h(z_i, z_j); the standard error returned is
+
+        SE = sqrt(4 / n * Var_i(g_i)),   g_i = 1/(n - 1) sum_{j != i} h(z_i, z_j),
+
+    the leading-order term only. It measures how far MMD^2_u is from its expectation when the
+    distributions differ. When they agree, zeta_1 = 0 and the spread is the O(1/n) second-order
+    term, which this SE does not describe (its plug-in value is then of that order too, but only
+    roughly), so read MMD^2_u beside the floor of two fresh draws of the data, as
+    :func:`quality_report` does. Computed in blocks of rows.
+
+    Args:
+        samples: n points (n, d).
+        data: n points (n, d), as many as ``samples`` (the estimator pairs them).
+
+    Returns:
+        (MMD^2_u, SE) as Python floats, in squared kernel units.
+
+    References:
+        Gretton, Borgwardt, Rasch, Schoelkopf, Smola, "A kernel two-sample test", JMLR 13 (2012).
+        Hoeffding, "A class of statistics with asymptotically normal distribution", Ann. Math.
+        Statist. 19 (1948).
+    """
+    x, y = _as_points(samples, "samples"), _as_points(data, "data")
+    if x.shape != y.shape:
+        raise ValueError(f"samples and data must have the same shape, got {x.shape}, {y.shape}")
+    projections = np.asarray(_mmd2_projections(x, y), np.float64)
+    n = projections.size
+    return float(projections.mean()), float(np.sqrt(4 / n * projections.var(ddof=1)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Support: precision, recall, density, coverage; the support rate
+# ----------------------------------------------------------------------------------------------
+
+
+def knn_radii(points: Float[ArrayLike, "n d"], k: int = 5) -> Float[np.ndarray, " n"]:
+    """Distance from each point to its k-th nearest neighbour in its own set, itself excluded.
+
+    Exact (a k-d tree or brute force, scikit-learn's choice), in float64. A point's duplicates
+    count as neighbours at distance 0: for data drawn with replacement from a finite set
+    (digits, points files), radii of 0 are common and precision then counts exact copies only.
+
+    Args:
+        points: (n, d) with n > k.
+        k: which neighbour.
+
+    Returns:
+        The radii, shape (n,).
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    points = np.asarray(points, np.float64)
+    if not 1 <= k < points.shape[0]:
+        raise ValueError(f"need 1 <= k < n, got {k=} for n={points.shape[0]}")
+    # The query set is the fitted set, so each point is its own first neighbour.
+    distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)
+    return distances[:, -1]
+
+
+@jax.jit
+def _ball_counts(
+    samples: Float[Array, "n d"],
+    sample_radii: Float[Array, " n"],
+    data: Float[Array, "m d"],
+    data_radii: Float[Array, " m"],
+) -> tuple[Int[Array, " n"], Bool[Array, " m"], Float[Array, " m"]]:
+    """One pass over all (sample, data) pairs, in blocks of sample rows.
+
+    Returns, per sample, the number of data balls B(y_j, r_j) holding it; per data point,
+    whether some sample ball B(x_i, s_i) holds it, and its distance to the nearest sample.
+    """
+    rows = _block_rows(samples.shape[0], data.shape[0])
+    blocks, n = _in_blocks(samples, rows)
+    # Padded rows get radius -inf and distance +inf: inside no ball, nobody's nearest.
+    padded_radii = jnp.full(blocks.shape[0] * rows, -jnp.inf).at[:n].set(sample_radii)
+    valid = jnp.arange(blocks.shape[0] * rows) < n
+
+    def step(carry, inputs):
+        held, nearest = carry
+        block, radii, block_valid = inputs
+        distances = jnp.where(block_valid[:, None], _pairwise_distances(block, data), jnp.inf)
+        counts = jnp.sum(distances <= data_radii[None, :], 1)
+        held = held | jnp.any(distances <= radii[:, None], 0)
+        nearest = jnp.minimum(nearest, jnp.min(distances, 0))
+        return (held, nearest), counts
+
+    m = data.shape[0]
+    init = (jnp.zeros(m, bool), jnp.full(m, jnp.inf, samples.dtype))
+    (held, nearest), counts = jax.lax.scan(
+        step, init, (blocks, padded_radii.reshape(-1, rows), valid.reshape(-1, rows))
+    )
+    return counts.reshape(-1)[:n], held, nearest
+
+
+def _binomial(indicators: np.ndarray) -> tuple[float, float]:
+    share = float(np.mean(indicators))
+    return share, math.sqrt(share * (1 - share) / indicators.size)
+
+
+def _support_scores(
+    samples: Float[Array, "n d"],
+    sample_radii: np.ndarray,
+    data: Float[Array, "m d"],
+    data_radii: np.ndarray,
+    k: int,
+) -> dict[str, tuple[float, float]]:
+    # The radii in float32, like the distances they are compared with.
+    sample_radii, data_radii = np.float32(sample_radii), np.float32(data_radii)
+    counts, held, nearest = (
+        np.asarray(v) for v in _ball_counts(samples, sample_radii, data, data_radii)
+    )
+    density = counts / k
+    return {
+        "precision": _binomial(counts > 0),
+        "recall": _binomial(held),
+        "density": (float(density.mean()), float(density.std(ddof=1) / math.sqrt(density.size))),
+        "coverage": _binomial(nearest <= data_radii),
+    }
+
+
+def precision_recall(
+    samples: Float[ArrayLike, "n d"], data: Float[ArrayLike, "m d"], *, k: int = 5
+) -> dict[str, tuple[float, float]]:
+    """k-NN precision and recall, density and coverage of samples against data.
+
+    With r_j the distance from data point y_j to its k-th nearest other data point and s_i the
+    same for sample x_i within the samples (:func:`knn_radii`),
+
+        precision = 1/n sum_i 1[exists j: |x_i - y_j| <= r_j]    samples inside the data's balls
+        recall    = 1/m sum_j 1[exists i: |y_j - x_i| <= s_i]    data inside the samples' balls
+        density   = 1/(k n) sum_i #{j: |x_i - y_j| <= r_j}       (about 1 when they agree)
+        coverage  = 1/m sum_j 1[min_i |y_j - x_i| <= r_j]        data balls holding a sample
+
+    Precision drops when samples fall off the data's support, recall when parts of it get no
+    samples; density and coverage are the versions of Naeem et al. robust to outliers (one far
+    sample has a huge ball and can fake recall, not coverage). Pairs are compared in blocks of
+    rows with JAX; the radii come from scikit-learn's exact k-NN search (a k-d tree: ~0.04 s
+    for 10,000 points in 2-D against seconds for a blocked top-k in JAX on CPU).
+
+    Each standard error is the binomial one over the points the share is taken over,
+    sqrt(p (1 - p) / n) (density: the standard error of the mean of the per-sample counts),
+    conditional on the balls. It leaves out the variation of the balls themselves, which a
+    floor computed against the same data balls shares.
+
+    Args:
+        samples: n generated points (n, d).
+        data: m data points (m, d).
+        k: the neighbour that sets the radii (Kynkaanniemi et al. use 3, Naeem et al. 5).
+
+    Returns:
+        ``{"precision": (value, se), "recall": ..., "density": ..., "coverage": ...}``, floats.
+
+    References:
+        Kynkaanniemi, Karras, Laine, Lehtinen, Aila, "Improved precision and recall metric for
+        assessing generative models", NeurIPS 2019.
+        Naeem, Oh, Uh, Choi, Yoo, "Reliable fidelity and diversity metrics for generative
+        models", ICML 2020.
+    """
+    x, y = _as_points(samples, "samples"), _as_points(data, "data")
+    return _support_scores(x, knn_radii(x, k), y, knn_radii(y, k), k)
+
+
+def support_rate(
+    samples: Float[ArrayLike, "n d"],
+    inside: Callable[[Float[Array, "n d"]], Bool[ArrayLike, " n"]],
+) -> tuple[float, float]:
+    """The share of samples inside a known support, and its binomial standard error.
+
+        rate = 1/n sum_i 1[inside(x_i)],    SE = sqrt(rate (1 - rate) / n).
+
+    For a silhouette (the cat, users' images) whose exact log density is -inf outside, pass
+    ``inside = lambda x: jax_gen.data.log_density(cfg, x) > -jnp.inf``.
+
+    Args:
+        samples: (n, d) points.
+        inside: maps points (n, d) to a boolean array (n,), True on the support.
+
+    Returns:
+        (rate, SE) as Python floats.
+    """
+    x = jnp.asarray(samples, jnp.float32)
+    mask = np.asarray(inside(x))
+    if mask.shape != (x.shape[0],):
+        raise ValueError(f"inside(points) must have shape ({x.shape[0]},), got {mask.shape}")
+    return _binomial(mask.astype(bool))
+
+
+# ----------------------------------------------------------------------------------------------
+# Classifier two-sample test
+# ----------------------------------------------------------------------------------------------
+
+
+def _seed(key: PRNGKeyArray) -> int:
+    """A NumPy / scikit-learn seed drawn from a JAX key."""
+    return int(jax.random.randint(key, (), 0, np.iinfo(np.int32).max))
+
+
+def classifier_two_sample_test(
+    samples: Float[ArrayLike, "n d"],
+    data: Float[ArrayLike, "m d"],
+    key: PRNGKeyArray,
+    *,
+    folds: int = 5,
+    classifier: Any = None,
+) -> tuple[float, float]:
+    """Cross-validated accuracy of a classifier telling samples from data (C2ST), and its SE.
+
+    Samples are labelled 1 and data 0; stratified ``folds``-fold cross-validation predicts every
+    point once from a classifier fitted on the other folds, and
+
+        accuracy = 1/N sum 1[prediction = label],   SE = sqrt(accuracy (1 - accuracy) / N),
+
+    with N = n + m held-out predictions: the binomial standard error, as in Lopez-Paz & Oquab's
+    test. It treats the predictions as independent, which cross-validation folds are not quite;
+    over 20 draws of 10,000 + 10,000 points of a 2-D mixture the spread of the accuracy was
+    0.0039 against an SE of 0.0035. Accuracy 0.5 (n = m) means the classifier cannot tell them
+    apart; compare it with the floor (a second fresh draw against the same data), which
+    :func:`quality_report` reports beside it.
+
+    The default classifier is scikit-learn's ``HistGradientBoostingClassifier`` (with early
+    stopping, run on one thread), chosen by measurement over 20 draws of 10,000 vs 10,000 points
+    of a four-Gaussian mixture: with 5% of the samples moved into the empty centre it reaches
+    0.516 (4.5 SE above 0.5; k-nearest neighbours, k = 5 to 100: 0.510-0.514), and it separates
+    a slightly blurred copy far better than k-NN, in ~0.3 s. Given two threads on a loaded
+    machine, its OpenMP loops took up to 10 s for the same fit, so it runs on one.
+
+    Args:
+        samples: n generated points (n, d).
+        data: m data points (m, d).
+        key: seeds the folds and the classifier (same key and inputs, same accuracy).
+        folds: number of cross-validation folds.
+        classifier: a scikit-learn classifier to use instead (cloned for every fold).
+
+    Returns:
+        (accuracy, SE) as Python floats.
+
+    References:
+        Lopez-Paz, Oquab, "Revisiting classifier two-sample tests", ICLR 2017.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from threadpoolctl import threadpool_limits
+
+    x = np.asarray(_as_points(samples, "samples"))
+    y = np.asarray(_as_points(data, "data"))
+    if folds < 2 or min(len(x), len(y)) < folds:
+        raise ValueError(f"need 2 <= folds <= the size of either set, got {folds=}")
+    fold_key, model_key = jax.random.split(key)
+    if classifier is None:
+        classifier = HistGradientBoostingClassifier(
+            early_stopping=True, random_state=_seed(model_key)
+        )
+    points = np.concatenate([x, y])
+    labels = np.concatenate([np.ones(len(x), np.int8), np.zeros(len(y), np.int8)])
+    split = StratifiedKFold(folds, shuffle=True, random_state=_seed(fold_key))
+    with threadpool_limits(1):
+        predictions = cross_val_predict(classifier, points, labels, cv=split)
+    return _binomial(predictions == labels)
+
+
+# ----------------------------------------------------------------------------------------------
+# Repeated distances with their floors
+# ----------------------------------------------------------------------------------------------
+
+
+def _summary(values: list[float], floors: list[float]) -> dict[str, Any]:
+    """Mean, SE of the mean and 2.5-97.5% interval of the per-draw values and floors."""
+
+    def spread(x):
+        x = np.asarray(x, np.float64)
+        se = float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else float("nan")
+        return se, [float(v) for v in np.percentile(x, [2.5, 97.5])]
+
+    se, interval = spread(values)
+    floor_se, floor_interval = spread(floors)
+    return {
+        "value": float(np.mean(values)),
+        "stderr": se,
+        "data": float(np.mean(floors)),
+        "data_stderr": floor_se,
+        "interval": interval,
+        "data_interval": floor_interval,
+    }
+
+
+def distance_with_floor(
+    samples: Float[ArrayLike, "n d"],
+    draw_data: Callable[[PRNGKeyArray, int], Float[ArrayLike, "n d"]],
+    key: PRNGKeyArray,
+    *,
+    repeats: int = 10,
+    metric: Callable[..., Float[Array, ""]] = sliced_wasserstein,
+) -> dict[str, Any]:
+    """A distance from samples to ``repeats`` fresh draws, and its floor over as many pairs.
+
+    Draw r gives d_r = metric(samples, F_r) and f_r = metric(G_r, F_r) for independent fresh
+    draws F_r, G_r of the data of the samples' size. On data with far-apart modes a single
+    draw's mode counts move either number, so both are summarised over draws.
+
+    Args:
+        samples: generated points (n, d).
+        draw_data: ``draw_data(key, n)`` returns n fresh data points.
+        key: the key of every fresh draw and projection (repeat r uses split(key, repeats)[r],
+            split in three: F_r, G_r, projections, as :func:`distance_and_floor` does).
+        repeats: number of draws R.
+        metric: ``metric(a, b, key)``: :func:`sliced_wasserstein` (default),
+            :func:`energy_distance` or :func:`mmd`.
+
+    Returns:
+        ``{"value": mean_r d_r, "stderr": SD(d) / sqrt(R), "data": mean_r f_r, "data_stderr":
+        SD(f) / sqrt(R), "interval": [2.5%, 97.5%] percentiles of d_r, "data_interval": the same
+        of f_r}``, plain floats. The intervals are the spread of a single draw: a model at the
+        floor has its mean distance inside ``data_interval``.
+    """
+    values, floors = _repeated_distances(samples, draw_data, key, repeats, {"d": metric})["d"]
+    return _summary(values, floors)
+
+
+def _repeated_distances(samples, draw_data, key, repeats, metrics):
+    """{name: ([d_r], [f_r])} for every metric, all on the same fresh pairs."""
+    if repeats < 1:
+        raise ValueError(f"{repeats=} must be >= 1")
+    samples = jnp.asarray(samples, jnp.float32)
+    n = samples.shape[0]
+    out = {name: ([], []) for name in metrics}
+    samples_self = None
+    for repeat_key in jax.random.split(key, repeats):
+        fresh_key, other_key, proj_key = jax.random.split(repeat_key, 3)
+        fresh = jnp.asarray(draw_data(fresh_key, n), jnp.float32)
+        other = jnp.asarray(draw_data(other_key, n), jnp.float32)
+        for name, metric in metrics.items():
+            if metric is energy_distance:
+                # E^2(X, F) and E^2(G, F) share E|F - F'|, and all draws share E|X - X'|:
+                # 4 R + 1 blocked passes over n^2 pairs instead of 6 R.
+                if samples_self is None:
+                    samples_self = _mean_distance(samples, samples)
+                fresh_self = _mean_distance(fresh, fresh)
+                value = _energy_from_means(_mean_distance(samples, fresh), samples_self, fresh_self)
+                floor = _energy_from_means(
+                    _mean_distance(other, fresh), _mean_distance(other, other), fresh_self
+                )
+            elif metric is sliced_wasserstein:
+                value, floor = _sliced_wasserstein_pair(samples, other, fresh, proj_key)
+            else:
+                value, floor = metric(samples, fresh, proj_key), metric(other, fresh, proj_key)
+            out[name][0].append(float(value))
+            out[name][1].append(float(floor))
+    return out
 
 
 def distance_and_floor(
@@ -97,7 +597,8 @@ def distance_and_floor(
 
     The floor is the same distance between two independent fresh draws of the data of the same
     size. Both are averaged over ``repeats`` independent draws (and projection sets), because on
-    data with far-apart modes a single draw's mode counts dominate either number.
+    data with far-apart modes a single draw's mode counts dominate either number. For their
+    spread as well, see :func:`distance_with_floor` (same draws for the same key).
 
     Args:
         samples: generated points (n, d).
@@ -118,3 +619,163 @@ def distance_and_floor(
         distances.append(metric(samples, fresh, proj_key))
         floors.append(metric(draw_data(other_key, n), fresh, proj_key))
     return float(jnp.mean(jnp.stack(distances))), float(jnp.mean(jnp.stack(floors)))
+
+
+# ----------------------------------------------------------------------------------------------
+# The report
+# ----------------------------------------------------------------------------------------------
+
+KNN_METRICS = ("precision", "recall", "density", "coverage")
+"""The metrics of :func:`precision_recall` (one computation gives all four)."""
+
+QUALITY_METRICS = (
+    *KNN_METRICS,
+    "c2st",
+    "support_rate",
+    "mmd2",
+    "sliced_w2",
+    "energy",
+)
+"""Every metric :func:`quality_report` knows, in the order it reports them."""
+
+CHEAP_METRICS = ("precision", "recall", "c2st", "support_rate")
+"""A subset that sees the support for about a second at 10,000 points (training summaries)."""
+
+
+def quality_report(
+    samples: Float[ArrayLike, "n d"],
+    draw_data: Callable[[PRNGKeyArray, int], Float[ArrayLike, "n d"]],
+    key: PRNGKeyArray,
+    *,
+    k: int = 5,
+    inside: Callable[[Float[Array, "n d"]], Bool[ArrayLike, " n"]] | None = None,
+    metrics: Collection[str] = QUALITY_METRICS,
+    repeats: int = 10,
+    folds: int = 5,
+) -> dict[str, Any]:
+    """Sample quality against fresh data, every figure beside its floor and with its uncertainty.
+
+    Draws a reference set D and a second set D' of fresh data, each of the samples' size n. A
+    figure compares the samples X with D; its floor is the same figure for D' in place of X,
+    what a perfect model would score with the same data:
+
+    ============  =====================================================  =======================
+    name          value                                                  stderr
+    ============  =====================================================  =======================
+    precision     :func:`precision_recall` (X, D), ``k``                 binomial
+    recall        (same computation; floors reuse D's radii)             binomial
+    density       (same)                                                 SE of the mean
+    coverage      (same)                                                 binomial
+    c2st          :func:`classifier_two_sample_test` (X, D), ``folds``   binomial
+    support_rate  :func:`support_rate` (X, ``inside``); skipped if None  binomial
+    mmd2          :func:`mmd2_unbiased` (X, D)                           leading-order U-stat SE
+    sliced_w2     :func:`distance_with_floor`, ``repeats`` draws         SE of the mean over R
+    energy        (same draws), :func:`energy_distance`                  SE of the mean over R
+    ============  =====================================================  =======================
+
+    The last two use their own R fresh pairs (F_r, G_r) rather than D and D', and also give
+    2.5-97.5% ``interval`` / ``data_interval`` of one draw's value.
+
+    Keys: ``key`` is split once into fixed streams (D, D', the two C2STs, the repeated draws),
+    so asking for fewer metrics leaves the others' numbers unchanged, and the same key gives the
+    same report.
+
+    Measured at n = 10,000 in 2-D on two shared CPU cores: precision, recall, density and
+    coverage with their floors ~0.6 s, both C2STs ~0.6 s, MMD^2 ~5 s, sliced W2 and energy over
+    10 draws ~15 s (energy is 4 R + 1 blocked passes over 10^8 pairs).
+
+    Args:
+        samples: n generated points (n, d).
+        draw_data: ``draw_data(key, n)`` returns n fresh data points.
+        key: the key of every draw, fold and projection.
+        k: the neighbour of the k-NN radii.
+        inside: ``inside(points) -> bool (n,)``, True on the data's support, if known.
+        metrics: names from ``QUALITY_METRICS`` to compute (``CHEAP_METRICS`` for a quick look).
+        repeats: fresh pairs for sliced W2 and energy.
+        folds: cross-validation folds of the C2ST.
+
+    Returns:
+        A JSON-ready dict: ``"n"``, ``"k"``, ``"repeats"`` (ints) and, per requested metric,
+        ``{"value", "stderr", "data", "data_stderr"}`` (floats; ``"data"`` is the floor), plus
+        ``"interval"`` and ``"data_interval"`` ([low, high]) for sliced_w2 and energy, e.g.
+        ``{"n": 10000, ..., "precision": {"value": 0.962, "stderr": 0.002, "data": 0.990,
+        "data_stderr": 0.001}, ...}``. :func:`format_report` prints it as text.
+    """
+    unknown = set(metrics) - set(QUALITY_METRICS)
+    if unknown:
+        raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {QUALITY_METRICS}")
+    x = _as_points(samples, "samples")
+    n = x.shape[0]
+    if not 1 <= k < n:
+        raise ValueError(f"need 1 <= k < n, got {k=} for n={n}")
+    reference_key, second_key, c2st_key, c2st_floor_key, distance_key = jax.random.split(key, 5)
+    wanted = [name for name in QUALITY_METRICS if name in metrics]
+    if inside is None and "support_rate" in wanted:
+        wanted.remove("support_rate")
+
+    report: dict[str, Any] = {"n": n, "k": k, "repeats": repeats}
+    results: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {}
+    if any(name in wanted for name in (*KNN_METRICS, "c2st", "mmd2", "support_rate")):
+        data = _as_points(draw_data(reference_key, n), "draw_data(key, n)")
+        second = _as_points(draw_data(second_key, n), "draw_data(key, n)")
+    if any(name in wanted for name in KNN_METRICS):
+        data_radii = knn_radii(data, k)
+        scores = _support_scores(x, knn_radii(x, k), data, data_radii, k)
+        floors = _support_scores(second, knn_radii(second, k), data, data_radii, k)
+        results.update({name: (scores[name], floors[name]) for name in KNN_METRICS})
+    if "c2st" in wanted:
+        results["c2st"] = (
+            classifier_two_sample_test(x, data, c2st_key, folds=folds),
+            classifier_two_sample_test(second, data, c2st_floor_key, folds=folds),
+        )
+    if "support_rate" in wanted:
+        results["support_rate"] = (support_rate(x, inside), support_rate(second, inside))
+    if "mmd2" in wanted:
+        results["mmd2"] = (mmd2_unbiased(x, data), mmd2_unbiased(second, data))
+    for name in wanted:
+        if name in results:
+            (value, se), (floor, floor_se) = results[name]
+            report[name] = {"value": value, "stderr": se, "data": floor, "data_stderr": floor_se}
+
+    distances = {"sliced_w2": sliced_wasserstein, "energy": energy_distance}
+    distances = {name: metric for name, metric in distances.items() if name in wanted}
+    if distances:
+        repeated = _repeated_distances(x, draw_data, distance_key, repeats, distances)
+        for name, (values, floors) in repeated.items():
+            report[name] = _summary(values, floors)
+    return report
+
+
+def _format_number(value: float, stderr: float) -> str:
+    """``value ± stderr`` to the stderr's second significant digit."""
+    if not math.isfinite(stderr) or stderr <= 0:
+        return f"{value:.4f} ± {stderr:g}"
+    decimals = max(0, 1 - math.floor(math.log10(stderr)))
+    return f"{value:.{decimals}f} ± {stderr:.{decimals}f}"
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """The report of :func:`quality_report` as plain text, one metric a line.
+
+    Each line reads ``name  value ± stderr  (data floor ± stderr)``, for example
+    ``precision     0.962 ± 0.002  (data 0.990 ± 0.001)``, with single-draw intervals after
+    sliced W2 and energy. Nothing is printed.
+    """
+    lines = [f"n = {report['n']} samples against as many fresh data points (k = {report['k']})"]
+    for name in QUALITY_METRICS:
+        if name not in report:
+            continue
+        entry = report[name]
+        line = (
+            f"{name:<13} {_format_number(entry['value'], entry['stderr'])}"
+            f"  (data {_format_number(entry['data'], entry['data_stderr'])})"
+        )
+        if "interval" in entry:
+            low, high = entry["interval"]
+            floor_low, floor_high = entry["data_interval"]
+            line += (
+                f"  one draw [{low:.4g}, {high:.4g}], data [{floor_low:.4g}, {floor_high:.4g}]"
+                f" over {report['repeats']}"
+            )
+        lines.append(line)
+    return "\n".join(lines)

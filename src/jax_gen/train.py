@@ -17,6 +17,7 @@ gradient is all-reduced by XLA. On one device this is the plain loop; on n devic
 and weights equal the one-device run's up to the order of float additions.
 """
 
+import zlib
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -25,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from jax_gen.config import DATASETS, DatasetConfig, OptimizerConfig, TrainConfig, name_of
 from jax_gen.data import get_batch, get_labeled_batch, num_classes
@@ -56,8 +57,19 @@ class Chunk(NamedTuple):
     losses: Float[Array, " steps"]
 
 
+def key_stream(key: PRNGKeyArray, name: str) -> PRNGKeyArray:
+    """The key of the named stream ``name`` under ``key``: ``fold_in(key, crc32(name))``.
+
+    ``split(key, n)[i]`` equals ``fold_in(key, i)`` (JAX's partitionable threefry), so keys
+    derived by splitting with small indices collide across uses: the evaluation's fresh data
+    once were, bit for bit, the first training batch. A stream named by its CRC-32 (a number in
+    the billions) shares no key with a split of the same parent, nor with another name.
+    """
+    return jax.random.fold_in(key, zlib.crc32(name.encode()))
+
+
 class RunKeys(NamedTuple):
-    """The independent keys of one run, all split from its seed."""
+    """The independent keys of one run, all from its seed, one named stream each."""
 
     init: PRNGKeyArray
     """Initialises the network."""
@@ -65,11 +77,19 @@ class RunKeys(NamedTuple):
     """Every data and noise draw of training (step s uses ``fold_in(train, s)``)."""
     sample: PRNGKeyArray
     """Samples drawn after training."""
+    evaluate: PRNGKeyArray
+    """Fresh data and the metrics' own draws after training."""
 
 
 def run_keys(seed: int) -> RunKeys:
-    """The keys of a run with this seed: one convention, so runs agree wherever they start."""
-    return RunKeys(*jax.random.split(jax.random.key(seed), 3))
+    """The keys of a run with this seed: one convention, so runs agree wherever they start.
+
+    ``init`` and ``train`` are the first two keys of ``split(key(seed), 3)``; ``sample`` and
+    ``evaluate`` are the named streams of :func:`key_stream`.
+    """
+    root = jax.random.key(seed)
+    init, train, _ = jax.random.split(root, 3)
+    return RunKeys(init, train, key_stream(root, "sample"), key_stream(root, "evaluate"))
 
 
 def make_optimizer(cfg: OptimizerConfig, train_steps: int) -> optax.GradientTransformation:
@@ -165,6 +185,22 @@ def batch_loss(
     # in_axes 0 over None (no labels, no coupling) maps nothing: loss_fn gets None.
     losses = jax.vmap(strategy.loss_fn, in_axes=(None, 0, 0, 0, 0))(model, batch, keys, labels, eps)
     return jnp.mean(losses)
+
+
+@eqx.filter_jit
+def _all_finite(arrays) -> Bool[Array, ""]:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(arrays)]))
+
+
+def is_finite(tree) -> bool:
+    """Whether every floating-point array of ``tree`` (a model, a :class:`TrainState`) is finite.
+
+    One compiled reduction of which only a boolean reaches the host, cheap enough to run after
+    every chunk: a step can make the weights non-finite while every loss of its chunk, computed
+    before that step's update, is still finite.
+    """
+    arrays = eqx.filter(tree, eqx.is_inexact_array)
+    return not jax.tree.leaves(arrays) or bool(_all_finite(arrays))
 
 
 def ema_update(ema_model: eqx.Module, model: eqx.Module, decay: Float[Array, ""]) -> eqx.Module:
