@@ -15,10 +15,10 @@ uncertainty. :func:`quality_report` computes any subset of them in one call:
 - **unbiased MMD^2** (Gretton et al. 2012) with a standard error.
 - **sliced W2 and energy distance**, each over many fresh draws, with intervals.
 
-Distances between point clouds are computed in blocks of rows (at most ``_BLOCK_ELEMENTS``
-entries of a distance matrix at once), so 10,000 x 10,000 comparisons never hold the whole
-matrix. Everything is float32. In at most ``_EXACT_DIM`` dimensions squared distances are sums
-of squared coordinate differences (exact to rounding, 0 between a point and itself); above it
+Distances between point clouds are computed in blocks of rows (at most 2^22 entries of a
+distance matrix at once, ~100 MB with temporaries), so 10,000 x 10,000 comparisons never hold
+the whole matrix. Everything is float32. In up to 8 dimensions squared distances are sums of
+squared coordinate differences (exact to rounding, 0 between a point and itself); above that
 they come from the Gram expansion |x|^2 + |y|^2 - 2 x.y (one matrix product, relative error
 ~1e-7 |x|^2 / |x - y|^2).
 """
@@ -233,7 +233,7 @@ def mmd2_unbiased(
         h(z_i, z_j) = k(x_i, x_j) + k(y_i, y_j) - k(x_i, y_j) - k(x_j, y_i),
         MMD^2_u = 1 / (n (n - 1)) sum_{i != j} h(z_i, z_j)
 
-    (Gretton et al. 2012, eq. 3), unbiased for MMD^2 = E k(x, x') + E k(y, y') - 2 E k(x, y), so
+    (Gretton et al. 2012), unbiased for MMD^2 = E k(x, x') + E k(y, y') - 2 E k(x, y), so
     it is negative about half the time when the distributions agree, and exactly 0 for identical
     sets. Its variance is 4 zeta_1 / n + O(n^-2) (Hoeffding 1948), with zeta_1 the variance of
     the first-order projection E_j h(z_i, z_j); the standard error returned is
@@ -241,10 +241,12 @@ def mmd2_unbiased(
         SE = sqrt(4 / n * Var_i(g_i)),   g_i = 1/(n - 1) sum_{j != i} h(z_i, z_j),
 
     the leading-order term only. It measures how far MMD^2_u is from its expectation when the
-    distributions differ. When they agree, zeta_1 = 0 and the spread is the O(1/n) second-order
-    term, which this SE does not describe (its plug-in value is then of that order too, but only
-    roughly), so read MMD^2_u beside the floor of two fresh draws of the data, as
-    :func:`quality_report` does. Computed in blocks of rows.
+    distributions differ (Gaussians shifted by 1, n = 2,000: SE 0.0129, spread over 40 draws
+    0.0124). When they agree, zeta_1 = 0 and the spread is the O(1/n) second-order term, which
+    this SE does not describe; its plug-in value is then of that order, but only roughly (two
+    draws of one Gaussian, n = 2,000: SE 0.00086, spread 0.00052). So read MMD^2_u beside the
+    floor of two fresh draws of the data, as :func:`quality_report` does. Computed in blocks of
+    rows.
 
     Args:
         samples: n points (n, d).
@@ -372,13 +374,16 @@ def precision_recall(
     Precision drops when samples fall off the data's support, recall when parts of it get no
     samples; density and coverage are the versions of Naeem et al. robust to outliers (one far
     sample has a huge ball and can fake recall, not coverage). Pairs are compared in blocks of
-    rows with JAX; the radii come from scikit-learn's exact k-NN search (a k-d tree: ~0.04 s
-    for 10,000 points in 2-D against seconds for a blocked top-k in JAX on CPU).
+    rows with JAX; the radii come from scikit-learn's exact k-NN search (a k-d tree: 0.01-0.04 s
+    for 10,000 points in 2-D, where a blocked ``lax.top_k`` in JAX took 14-22 s on CPU).
 
     Each standard error is the binomial one over the points the share is taken over,
     sqrt(p (1 - p) / n) (density: the standard error of the mean of the per-sample counts),
     conditional on the balls. It leaves out the variation of the balls themselves, which a
-    floor computed against the same data balls shares.
+    floor computed against the same data balls shares. Measured over 20 draws of 10,000 points
+    of a 2-D mixture, with samples from the data itself: the value minus the floor spread 0.8,
+    1.1 and 0.75 times their combined SE for precision, recall and density, but 1.5 times for
+    coverage (overlapping balls make its indicators correlated).
 
     Args:
         samples: n generated points (n, d).
@@ -443,24 +448,35 @@ def classifier_two_sample_test(
 ) -> tuple[float, float]:
     """Cross-validated accuracy of a classifier telling samples from data (C2ST), and its SE.
 
-    Samples are labelled 1 and data 0; stratified ``folds``-fold cross-validation predicts every
-    point once from a classifier fitted on the other folds, and
+    Samples are labelled 1 and data 0; ``folds``-fold cross-validation predicts every point once
+    from a classifier fitted on the other folds, and
 
         accuracy = 1/N sum 1[prediction = label],   SE = sqrt(accuracy (1 - accuracy) / N),
 
     with N = n + m held-out predictions: the binomial standard error, as in Lopez-Paz & Oquab's
-    test. It treats the predictions as independent, which cross-validation folds are not quite;
-    over 20 draws of 10,000 + 10,000 points of a 2-D mixture the spread of the accuracy was
-    0.0039 against an SE of 0.0035. Accuracy 0.5 (n = m) means the classifier cannot tell them
-    apart; compare it with the floor (a second fresh draw against the same data), which
+    test. It treats the predictions as independent, which cross-validated predictions are not
+    quite: over 20 draws of 10,000 + 10,000 points of a 2-D mixture (samples and data both
+    fresh each time) the accuracy spread 0.0040-0.0048 against an SE of 0.0035. Accuracy 0.5
+    means the classifier cannot tell them apart (for n != m, chance is max(n, m) / (n + m));
+    compare it with the floor (a second fresh draw against the same data), which
     :func:`quality_report` reports beside it.
 
+    Each fold holds n / folds samples and m / folds data points, drawn at random; for n = m,
+    sample i and data point i go to the same fold. For independent sets that changes nothing;
+    for sets sharing points it keeps both copies of a point out of training together, so that
+    identical sets score exactly 0.5 instead of far below it (every held-out point would be
+    predicted from its copy under the other label).
+
     The default classifier is scikit-learn's ``HistGradientBoostingClassifier`` (with early
-    stopping, run on one thread), chosen by measurement over 20 draws of 10,000 vs 10,000 points
-    of a four-Gaussian mixture: with 5% of the samples moved into the empty centre it reaches
-    0.516 (4.5 SE above 0.5; k-nearest neighbours, k = 5 to 100: 0.510-0.514), and it separates
-    a slightly blurred copy far better than k-NN, in ~0.3 s. Given two threads on a loaded
-    machine, its OpenMP loops took up to 10 s for the same fit, so it runs on one.
+    stopping from 100 points a set, run on one thread), chosen by measurement over 20 draws of
+    10,000 vs 10,000 points of a four-Gaussian mixture (std 0.3 at (+-3, +-3)). With 5% of the
+    samples moved into the empty centre its accuracy is 0.517 on average, 4.7 SE above 0.5 and
+    more than 3 SE above the floor in 18 draws of 20; the best possible is 0.525 (always "data"
+    on the support). k-nearest neighbours (k = 5 to 100) reach 0.510-0.514; on modes 5% too
+    wide (10 draws) boosting scores 0.511 (3.2 SE above 0.5), k-NN (k = 9) 0.503. It takes
+    ~0.3 s at 10,000 vs 10,000 in 2-D and ~2.6 s in 64-D (an MLP took 3-17 s in 64-D). Given two
+    threads on a loaded machine its OpenMP loops took up to 10 s for the same fit, so it runs
+    on one.
 
     Args:
         samples: n generated points (n, d).
@@ -476,7 +492,7 @@ def classifier_two_sample_test(
         Lopez-Paz, Oquab, "Revisiting classifier two-sample tests", ICLR 2017.
     """
     from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import PredefinedSplit, cross_val_predict
     from threadpoolctl import threadpool_limits
 
     x = np.asarray(_as_points(samples, "samples"))
@@ -485,12 +501,18 @@ def classifier_two_sample_test(
         raise ValueError(f"need 2 <= folds <= the size of either set, got {folds=}")
     fold_key, model_key = jax.random.split(key)
     if classifier is None:
+        # Early stopping holds out 10% of each training fold, too few points below ~100 a class.
         classifier = HistGradientBoostingClassifier(
-            early_stopping=True, random_state=_seed(model_key)
+            early_stopping=min(len(x), len(y)) >= 100, random_state=_seed(model_key)
         )
     points = np.concatenate([x, y])
     labels = np.concatenate([np.ones(len(x), np.int8), np.zeros(len(y), np.int8)])
-    split = StratifiedKFold(folds, shuffle=True, random_state=_seed(fold_key))
+    rng = np.random.default_rng(_seed(fold_key))
+    sample_folds = rng.permutation(np.arange(len(x)) % folds)
+    # Sample i and data point i share a fold: a point present in both sets is then never
+    # predicted from its own copy under the other label, which would score below 0.5.
+    data_folds = sample_folds if len(y) == len(x) else rng.permutation(np.arange(len(y)) % folds)
+    split = PredefinedSplit(np.concatenate([sample_folds, data_folds]))
     with threadpool_limits(1):
         predictions = cross_val_predict(classifier, points, labels, cv=split)
     return _binomial(predictions == labels)
@@ -506,7 +528,7 @@ def _summary(values: list[float], floors: list[float]) -> dict[str, Any]:
 
     def spread(x):
         x = np.asarray(x, np.float64)
-        se = float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else float("nan")
+        se = float(x.std(ddof=1) / math.sqrt(x.size))
         return se, [float(v) for v in np.percentile(x, [2.5, 97.5])]
 
     se, interval = spread(values)
@@ -556,8 +578,8 @@ def distance_with_floor(
 
 def _repeated_distances(samples, draw_data, key, repeats, metrics):
     """{name: ([d_r], [f_r])} for every metric, all on the same fresh pairs."""
-    if repeats < 1:
-        raise ValueError(f"{repeats=} must be >= 1")
+    if repeats < 2:
+        raise ValueError(f"{repeats=} must be >= 2 (a spread needs two draws)")
     samples = jnp.asarray(samples, jnp.float32)
     n = samples.shape[0]
     out = {name: ([], []) for name in metrics}
@@ -680,9 +702,12 @@ def quality_report(
     so asking for fewer metrics leaves the others' numbers unchanged, and the same key gives the
     same report.
 
-    Measured at n = 10,000 in 2-D on two shared CPU cores: precision, recall, density and
-    coverage with their floors ~0.6 s, both C2STs ~0.6 s, MMD^2 ~5 s, sliced W2 and energy over
-    10 draws ~15 s (energy is 4 R + 1 blocked passes over 10^8 pairs).
+    Measured at n = 10,000 in 2-D on two CPU cores shared with other work (load average ~5;
+    after compilation): precision, recall, density and coverage with their floors 0.55-0.9 s,
+    both C2STs 0.4-0.7 s, MMD^2 and its floor 2.2-3.7 s, sliced W2 over 10 draws 0.4-0.5 s,
+    energy over the same draws 3.2-3.3 s (4 R + 1 blocked passes over 10^8 pairs);
+    ``CHEAP_METRICS`` 1.0-1.2 s, everything 7.1-7.6 s. In 64-D (a mixture on a plane): k-NN
+    metrics 2.2 s, C2STs 5.2 s, MMD^2 3.7 s, sliced W2 0.5 s, energy 9.6 s.
 
     Args:
         samples: n generated points (n, d).
@@ -700,7 +725,13 @@ def quality_report(
         ``"interval"`` and ``"data_interval"`` ([low, high]) for sliced_w2 and energy, e.g.
         ``{"n": 10000, ..., "precision": {"value": 0.962, "stderr": 0.002, "data": 0.990,
         "data_stderr": 0.001}, ...}``. :func:`format_report` prints it as text.
+
+    Raises:
+        ValueError: an unknown metric name, k >= n, or samples (or fresh data) that are not
+            all finite.
     """
+    if isinstance(metrics, str):
+        metrics = (metrics,)
     unknown = set(metrics) - set(QUALITY_METRICS)
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {QUALITY_METRICS}")
@@ -757,9 +788,9 @@ def _format_number(value: float, stderr: float) -> str:
 def format_report(report: Mapping[str, Any]) -> str:
     """The report of :func:`quality_report` as plain text, one metric a line.
 
-    Each line reads ``name  value ± stderr  (data floor ± stderr)``, for example
-    ``precision     0.962 ± 0.002  (data 0.990 ± 0.001)``, with single-draw intervals after
-    sliced W2 and energy. Nothing is printed.
+    Each line reads ``name  value ± stderr  (data floor ± stderr)``, to the second significant
+    digit of the standard error, for example ``precision     0.9623 ± 0.0021  (data 0.9900 ±
+    0.0012)``, with single-draw intervals after sliced W2 and energy. Nothing is printed.
     """
     lines = [f"n = {report['n']} samples against as many fresh data points (k = {report['k']})"]
     for name in QUALITY_METRICS:
