@@ -161,6 +161,27 @@ def test_ddim_with_eta_one_and_ancestral_ddpm_sample_the_chain_s_exact_law():
     np.testing.assert_array_equal(same.samples, ddim.samples)
 
 
+@pytest.mark.parametrize("steps", [8, 100])
+def test_optimal_reverse_variance_keeps_the_width_of_gaussian_data(steps):
+    # The posterior variance alone narrows N(mean, 0.5^2) to std 0.468 over the 100 levels and
+    # to 0.31 in 8 steps; adding c_x^2 E||x - x_hat||^2 / d makes each step the exact reverse
+    # transition of Gaussian data, so the samples have the data's std at any step count.
+    strategy = create_strategy(DDPMStrategyConfig(num_transport_steps=100))
+    oracle = GaussianOracle(strategy, MEAN, STD)
+    data = MEAN + STD * jax.random.normal(jax.random.key(5), (20000, 2))
+    tuned = strategy.with_optimal_variance(oracle, data, jax.random.key(6))
+    c = path_coefficients(strategy.schedule, strategy.time_of_step(jnp.arange(1, 101)))
+    exact_error = STD**2 * c.sigma**2 / (c.alpha**2 * STD**2 + c.sigma**2)
+    np.testing.assert_allclose(tuned.denoiser_error[1:], exact_error, rtol=0.03)
+    n = 16000
+    key = jax.random.key(7)
+    plain = sample(strategy, oracle, key, n, 2, SamplerConfig("default", steps))
+    result = sample(tuned, oracle, key, n, 2, SamplerConfig("default", steps))
+    np.testing.assert_allclose(result.samples.mean(0), MEAN, atol=4 * STD / n**0.5)
+    np.testing.assert_allclose(result.samples.std(0), STD, atol=4 * STD / (2 * n) ** 0.5)
+    assert np.all(plain.samples.std(0) < STD - 0.025)
+
+
 @pytest.mark.parametrize("sampler", ["euler-maruyama", "pc"])
 @pytest.mark.parametrize(
     "cfg", [DDPMStrategyConfig(), FlowMatchingStrategyConfig()], ids=["ddpm", "flow"]

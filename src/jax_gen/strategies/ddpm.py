@@ -28,13 +28,34 @@ class DDPMStrategy(Strategy):
 
     which at k = 1 (abar_0 = 1) is exactly x_hat: the last step is noise-free.
 
-    Reference: Ho et al., "Denoising Diffusion Probabilistic Models" (2020), eqs. 6-7.
+    **Reverse variance.** That variance is the posterior's given x; but x is only known up to
+    Cov[x | z_k], so the true reverse transition q(z_{k-1} | z_k) is wider: its mean is the step's
+    mean with x_hat = E[x | z_k], and its variance, averaged over z_k, is
+
+        var* = beta_k (1 - abar_{k-1}) / (1 - abar_k) + c_x^2 E|| x - x_hat(z_k) ||^2 / d,
+
+    with c_x = sqrt(abar_{k-1}) beta_k / (1 - abar_k) the weight of x_hat in the mean. This is
+    the variance that minimises the KL divergence of a Gaussian step with the network's own mean
+    (Bao et al. 2022b, for an imperfect mean; with the exact denoiser it is Analytic-DPM's
+    optimal variance). Without the second term the chain narrows the data: with the exact
+    denoiser of N(m, 0.5^2) data it ends at std 0.468 over the T = 100 levels and 0.31 in 8
+    steps; with it, at 0.5 for any number of steps, since for Gaussian data both are then the
+    exact reverse transition. :meth:`with_optimal_variance` measures the mean squared error of
+    the denoiser at every level on data and returns the strategy that uses it.
+
+    References: Ho et al., "Denoising Diffusion Probabilistic Models" (2020), eqs. 6-7; Bao et
+    al., "Analytic-DPM: an Analytic Estimate of the Optimal Reverse Variance in Diffusion
+    Probabilistic Models" (ICLR 2022); Bao et al., "Estimating the Optimal Covariance with
+    Imperfect Mean in Diffusion Probabilistic Models" (ICML 2022), the mean squared error form.
     """
 
     schedule: VPSchedule
     parameterization: Parameterization
     num_transport_steps: int = eqx.field(static=True)
     loss_target: str = eqx.field(static=True, default="prediction")
+    denoiser_error: Float[Array, " levels"] | None = None
+    """E|| x - x_hat(z_k) ||^2 / d at each noise level k = 0..T (None: the posterior variance
+    alone, as in Ho et al.)."""
 
     def training_levels(self) -> int:
         return self.num_transport_steps
@@ -80,4 +101,39 @@ class DDPMStrategy(Strategy):
             + jnp.sqrt(1 - beta) * one_minus_abar_prev / one_minus_abar * x_t
         )
         variance = beta * one_minus_abar_prev / one_minus_abar
+        if self.denoiser_error is not None:
+            weight = jnp.exp(0.5 * log_abar_prev) * beta / one_minus_abar
+            variance = variance + weight**2 * self.denoiser_error[self.step_index(t)]
         return mean + jnp.sqrt(variance) * jax.random.normal(key, x_t.shape, x_t.dtype)
+
+    def with_optimal_variance(
+        self, model: Model, x: Float[Array, "n d"], key: PRNGKeyArray
+    ) -> "DDPMStrategy":
+        """This strategy with the reverse variance of least KL divergence for ``model``.
+
+        Measures E|| x - x_hat(z_k) ||^2 / d at every level k = 1..T with the data points ``x``
+        (one noise draw per point and level) and stores it as :attr:`denoiser_error`; the
+        reverse step then adds c_x^2 times it to the posterior variance. A few thousand points
+        measure it to about 2-3%, which moves the samples' std by a fraction of that.
+
+        Args:
+            model: the network, unconditional ``model(t, z)`` on one point.
+            x: data points (n, d), fresh draws of the training distribution.
+            key: the noise of the measurement.
+        """
+        levels = jnp.arange(self.num_transport_steps + 1)
+        times = self.time_of_step(levels)
+
+        def error_at(t, level_key):
+            c = path_coefficients(self.schedule, t)
+            eps = jax.random.normal(level_key, x.shape, x.dtype)
+            z = c.alpha * x + c.sigma * eps
+            x_hat = jax.vmap(lambda z_i: self.denoise(model, t, z_i)[0])(z)
+            return jnp.mean((x - x_hat) ** 2)
+
+        errors = jax.lax.map(
+            lambda args: error_at(*args), (times, jax.random.split(key, levels.size))
+        )
+        return eqx.tree_at(
+            lambda s: s.denoiser_error, self, errors.at[0].set(0.0), is_leaf=lambda v: v is None
+        )
