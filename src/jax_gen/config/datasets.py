@@ -1,0 +1,155 @@
+"""Configs of the datasets: the built-in 2-D ones, the digits, and users' points and images."""
+
+from dataclasses import dataclass
+
+from jax_gen.config.base import (
+    Validated,
+    _check_ambient_dim,
+    _check_non_negative,
+    _check_positive,
+    _check_silhouette,
+)
+
+
+@dataclass(frozen=True)
+class CatConfig(Validated):
+    """Cat silhouette: points drawn uniformly from the dark pixels of an image."""
+
+    image_path: str = ""
+    """Silhouette image; empty means the project's `assets/cat.png`."""
+    scale: float = 3.0
+    """Half-width of the point cloud after normalising the image to [-1, 1]."""
+    threshold: int = 128
+    """Pixels darker than this (0-255 grey level) belong to the cat."""
+    ambient_dim: int = 2
+    """Dimension D of the points: the 2-D data embedded by a fixed random orthonormal map."""
+
+    def validate(self) -> None:
+        _check_silhouette(self)
+
+
+@dataclass(frozen=True)
+class MoonConfig(Validated):
+    """Two interleaved half circles (scikit-learn's two moons), centred and scaled."""
+
+    noise: float = 0.05
+    """Standard deviation of the Gaussian noise added before scaling."""
+    scale: float = 3.0
+    """Multiplier applied after centring."""
+    ambient_dim: int = 2
+    """Dimension D of the points: the 2-D data embedded by a fixed random orthonormal map."""
+
+    def validate(self) -> None:
+        _check_non_negative(self, "noise")
+        _check_positive(self, "scale")
+        _check_ambient_dim(self)
+
+
+@dataclass(frozen=True)
+class SwissRollConfig(Validated):
+    """The 2-D swiss-roll spiral (columns 0 and 2 of scikit-learn's swiss roll)."""
+
+    noise: float = 0.3
+    """Standard deviation of the Gaussian noise added before scaling."""
+    scale: float = 3.0
+    """Half-width of the spiral after centring and normalising its radius to 1."""
+    ambient_dim: int = 2
+    """Dimension D of the points: the 2-D data embedded by a fixed random orthonormal map."""
+
+    def validate(self) -> None:
+        _check_non_negative(self, "noise")
+        _check_positive(self, "scale")
+        _check_ambient_dim(self)
+
+
+@dataclass(frozen=True)
+class GaussianMixtureConfig(Validated):
+    """Four equally weighted Gaussians centred at (+-scale, +-scale)."""
+
+    scale: float = 3.0
+    """Distance of each centre from the axes."""
+    std: float = 0.3
+    """Standard deviation of every component."""
+    ambient_dim: int = 2
+    """Dimension D of the points: the 2-D data embedded by a fixed random orthonormal map."""
+
+    def validate(self) -> None:
+        _check_positive(self, "scale", "std")
+        _check_ambient_dim(self)
+
+
+@dataclass(frozen=True)
+class DigitsConfig(Validated):
+    """scikit-learn's 8x8 handwritten digits (1797 images, labels 0-9), bundled, no download.
+
+    Each point is one image's 64 grey levels (0..16, row-major) scaled to [-1, 1]: 64-D data,
+    not a 2-D dataset, so it has no ambient_dim and no plane to plot.
+    """
+
+
+POINTS_SUFFIXES = (".npy", ".csv")
+"""File types of a points dataset: a NumPy array, or comma-separated text."""
+
+
+@dataclass(frozen=True)
+class PointsConfig(Validated):
+    """Your own points: the empirical distribution of the rows of an N x D array in a file.
+
+    The file is a `.npy` array or a `.csv` table (commas, one point per line, optionally one
+    non-numeric header line) of N >= 1 rows and D >= 2 finite numbers. The points are
+    normalised like the built-in datasets: the centre of their bounding box moves to the origin
+    and one common factor (the aspect is kept) brings the longer half-extent to `scale`.
+    Training draws rows uniformly with replacement, like the digits.
+
+    The data dimension is the file's D: 2-D files are plotted, measured and drawn like the
+    moons; larger D is trained, sampled and measured in full and plotted by its first two
+    coordinates. There is no `ambient_dim` (the file fixes D; to embed 2-D points in R^D, write
+    them into D columns), and no labels. The file is read when the data are first needed (the
+    config does no I/O); the path is stored in checkpoints as given, so `generate` and
+    `evaluate`, which draw fresh data, need the file at that path.
+    """
+
+    path: str = ""
+    """The `.npy` or `.csv` file of points, one per row (required: pass --dataset.path FILE)."""
+    scale: float = 3.0
+    """Half-extent of the longer side of the points' bounding box after normalising."""
+
+    def validate(self) -> None:
+        _check_positive(self, "scale")
+        if self.path and not self.path.lower().endswith(POINTS_SUFFIXES):
+            raise ValueError(
+                f"points file path={self.path!r} must end in {' or '.join(POINTS_SUFFIXES)}"
+            )
+
+
+@dataclass(frozen=True)
+class ImageConfig(Validated):
+    """Your own silhouette: points drawn uniformly from the dark pixels of any image.
+
+    Exactly the cat's sampler and exact log-density, on the image at `path` (any format Pillow
+    reads; a transparent background counts as white).
+    """
+
+    path: str = ""
+    """Silhouette image: dark shapes on a light or transparent background (required: pass
+    --dataset.path FILE)."""
+    scale: float = 3.0
+    """Half-width of the point cloud after normalising the image to [-1, 1]."""
+    threshold: int = 128
+    """Pixels darker than this (0-255 grey level) belong to the silhouette."""
+    ambient_dim: int = 2
+    """Dimension D of the points: the 2-D data embedded by a fixed random orthonormal map."""
+
+    def validate(self) -> None:
+        _check_silhouette(self)
+
+
+DatasetConfig = (
+    CatConfig
+    | MoonConfig
+    | SwissRollConfig
+    | GaussianMixtureConfig
+    | DigitsConfig
+    | PointsConfig
+    | ImageConfig
+)

@@ -1,0 +1,54 @@
+"""Configs of the networks: the MLP and the residual MLP."""
+
+import typing
+from dataclasses import dataclass
+from typing import Literal
+
+from jax_gen.config.base import Validated, _check_choice, _check_positive
+
+Activation = Literal["gelu", "relu", "swish"]
+
+
+@dataclass(frozen=True)
+class MLPConfig(Validated):
+    """Multilayer perceptron on [x, time embedding]."""
+
+    hidden_dim: int = 128
+    """Width of every hidden layer."""
+    depth: int = 4
+    """Number of hidden layers."""
+    activation: Activation = "gelu"
+    """Nonlinearity between layers."""
+    time_embed_dim: int = 32
+    """Size of the sinusoidal time embedding (even)."""
+
+    def validate(self) -> None:
+        _check_positive(self, "hidden_dim", "depth", "time_embed_dim")
+        _check_choice(self, "activation", typing.get_args(Activation))
+        if self.time_embed_dim % 2:
+            raise ValueError(f"time_embed_dim={self.time_embed_dim!r} must be even")
+
+
+@dataclass(frozen=True)
+class ResNetConfig(Validated):
+    """Residual MLP: the time embedding is added inside every block."""
+
+    hidden_dim: int = 128
+    """Width of the residual stream."""
+    num_blocks: int = 3
+    """Number of residual blocks."""
+    use_layer_norm: bool = True
+    """Normalise the residual stream at the start of each block."""
+    activation: Activation = "gelu"
+    """Nonlinearity inside each block."""
+    time_embed_dim: int = 32
+    """Size of the sinusoidal time embedding (even)."""
+
+    def validate(self) -> None:
+        _check_positive(self, "hidden_dim", "num_blocks", "time_embed_dim")
+        _check_choice(self, "activation", typing.get_args(Activation))
+        if self.time_embed_dim % 2:
+            raise ValueError(f"time_embed_dim={self.time_embed_dim!r} must be even")
+
+
+ModelConfig = MLPConfig | ResNetConfig

@@ -1,0 +1,101 @@
+"""Configs of the strategies: DDPM, flow matching and denoising score matching."""
+
+import typing
+from dataclasses import dataclass
+from typing import Literal
+
+from jax_gen.config.base import Validated, _check_choice, _check_positive
+
+Prediction = Literal["eps", "x", "v"]
+LossTarget = Literal["prediction", "v"]
+DDPMSchedule = Literal["linear", "cosine", "sigmoid"]
+FlowPath = Literal["linear", "cosine"]
+Coupling = Literal["independent", "ot"]
+
+
+@dataclass(frozen=True)
+class DDPMStrategyConfig(Validated):
+    """Denoising diffusion (DDPM): a discrete variance-preserving chain with ancestral sampling."""
+
+    num_transport_steps: int = 100
+    """Number T of diffusion steps; sampling takes each of them exactly once."""
+    prediction: Prediction = "eps"
+    """Network output: the noise `eps`, the clean data `x`, or the velocity `v = dz/dt`."""
+    beta_min: float = 0.1
+    """Noise rate at the data end, in continuous time (the DDPM paper's 1e-4 at T=1000 is 0.1)."""
+    beta_max: float = 20.0
+    """Noise rate at the noise end, in continuous time (the DDPM paper's 0.02 at T=1000 is 20)."""
+    schedule: DDPMSchedule = "linear"
+    """Noise schedule: `linear` (beta_min..beta_max), `cosine` (Nichol & Dhariwal), `sigmoid`."""
+    loss_target: LossTarget = "prediction"
+    """Regress the network's own output (`prediction`) or the velocity it implies (`v`)."""
+
+    def validate(self) -> None:
+        _check_positive(self, "num_transport_steps", "beta_min", "beta_max")
+        _check_choice(self, "prediction", typing.get_args(Prediction))
+        _check_choice(self, "schedule", typing.get_args(DDPMSchedule))
+        _check_choice(self, "loss_target", typing.get_args(LossTarget))
+        if not self.beta_max > self.beta_min:
+            raise ValueError(
+                f"beta_max={self.beta_max!r} must be greater than beta_min={self.beta_min!r}"
+            )
+
+
+@dataclass(frozen=True)
+class FlowMatchingStrategyConfig(Validated):
+    """Flow matching on a Gaussian path from noise (t=0) to data (t=1), Euler sampling."""
+
+    num_transport_steps: int = 50
+    """Number of Euler steps from noise (t=0) to data (t=1)."""
+    prediction: Prediction = "v"
+    """Network output: the velocity `v = x - eps`, the clean data `x`, or the noise `eps`."""
+    path: FlowPath = "linear"
+    """The path: `linear` (z = t x + (1 - t) eps) or `cosine` (variance preserving)."""
+    loss_target: LossTarget = "prediction"
+    """Regress the network's own output (`prediction`) or the velocity it implies (`v`)."""
+    coupling: Coupling = "independent"
+    """How each batch's noise is paired with its data: `independent` draws, or `ot` (minibatch
+    optimal transport: straighter paths, better samples in 1-4 steps; the exact assignment
+    costs O(batch^3) per step: 8 ms at batch 256, 310 ms at 1024 on 2 CPU cores)."""
+
+    def validate(self) -> None:
+        _check_positive(self, "num_transport_steps")
+        _check_choice(self, "prediction", typing.get_args(Prediction))
+        _check_choice(self, "path", typing.get_args(FlowPath))
+        _check_choice(self, "loss_target", typing.get_args(LossTarget))
+        _check_choice(self, "coupling", typing.get_args(Coupling))
+
+
+@dataclass(frozen=True)
+class ScoreMatchingStrategyConfig(Validated):
+    """Denoising score matching over noise levels, sampled by annealed Langevin dynamics."""
+
+    num_transport_steps: int = 20
+    """Number of noise levels, geometric from sigma_max (t=0) to sigma_min (t=1)."""
+    prediction: Prediction = "eps"
+    """Network output: the noise `eps` (score = -eps / sigma), the clean data `x`, or `v`."""
+    sigma_min: float = 0.01
+    """Smallest noise level (the data end, t=1)."""
+    sigma_max: float = 10.0
+    """Largest noise level (the source end, t=0): about the data's diameter."""
+    langevin_steps: int = 20
+    """Langevin steps at each noise level."""
+    step_size: float = 0.5
+    """Langevin step at noise level sigma is step_size * sigma^2 (NCSN's eps = 2 * step_size *
+    sigma_min^2); stable below 2, and 0.5 leaves the samples' std ~2% high (see the strategy)."""
+    loss_target: LossTarget = "prediction"
+    """Regress the network's own output (`prediction`) or the velocity it implies (`v`)."""
+
+    def validate(self) -> None:
+        _check_positive(
+            self, "num_transport_steps", "sigma_min", "sigma_max", "langevin_steps", "step_size"
+        )
+        _check_choice(self, "prediction", typing.get_args(Prediction))
+        _check_choice(self, "loss_target", typing.get_args(LossTarget))
+        if not self.sigma_max > self.sigma_min:
+            raise ValueError(
+                f"sigma_max={self.sigma_max!r} must be greater than sigma_min={self.sigma_min!r}"
+            )
+
+
+StrategyConfig = DDPMStrategyConfig | FlowMatchingStrategyConfig | ScoreMatchingStrategyConfig
