@@ -1,8 +1,10 @@
 """Shared parametrisations and analytic references for the tests."""
 
 import itertools
+from pathlib import Path
 
 import jax.numpy as jnp
+import numpy as np
 
 from jax_gen.config import DDPMStrategyConfig, FlowMatchingStrategyConfig
 from jax_gen.parameterization import path_coefficients
@@ -74,3 +76,17 @@ def run_cli(argv, capsys):
         code = exit_.code
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def ring_trajectory(num_states=41, n=24, seed=0):
+    """Straight lines from Gaussian noise (state 0) to a small ring of points (last state)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=(n, 2))
+    angles = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    ring = 0.5 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    t = np.linspace(0, 1, num_states)[:, None, None]
+    return (1 - t) * noise + t * ring
+
+
+def only_file(directory, name):
+    assert sorted(p.name for p in Path(directory).iterdir()) == [name], "a temp file was left"

@@ -16,7 +16,7 @@ from helpers import run_cli as run
 from PIL import Image, ImageSequence
 
 import jax_gen.cli as cli
-from jax_gen import checkpoint, config, visualize
+from jax_gen import animation, checkpoint, config, plots
 from jax_gen.cli import main
 from jax_gen.config import (
     ExperimentConfig,
@@ -29,6 +29,7 @@ from jax_gen.config import (
     deferred_validation,
     validate_all,
 )
+from jax_gen.recording import read_recording
 from jax_gen.strategies import create_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,10 +137,10 @@ def test_train_generate_animate_end_to_end(in_tmp, capsys, strategy):
     )
     trajectory = np.asarray(trajectory)
     np.testing.assert_allclose(trajectory[-1], samples, rtol=1e-5, atol=1e-5)
-    trajectory_bounds = visualize.trajectory_bounds(trajectory)
+    trajectory_bounds = animation.trajectory_bounds(trajectory)
     size = frames[-1].shape[1]
-    rows, cols = visualize.point_to_pixel(samples, trajectory_bounds, size)
-    plot = frames[-1][visualize.CAPTION_HEIGHT :]
+    rows, cols = animation.point_to_pixel(samples, trajectory_bounds, size)
+    plot = frames[-1][animation.CAPTION_HEIGHT :]
     assert np.all(plot[rows, cols] < 128)
 
 
@@ -238,7 +239,7 @@ def test_rerun_recording_of_training_and_generation(in_tmp, capsys):
     path, log = train(in_tmp, capsys, "--rerun")
     recording = in_tmp / "model.train.rrd"
     assert recording.exists() and str(recording) in log
-    contents = visualize.read_recording(recording)
+    contents = read_recording(recording)
     np.testing.assert_allclose(contents["losses"], checkpoint.load(path).losses, rtol=1e-6)
     assert "/train/samples" in contents["entities"] or "train/samples" in contents["entities"]
 
@@ -246,7 +247,7 @@ def test_rerun_recording_of_training_and_generation(in_tmp, capsys):
         ["generate", "--model-path", path, "--rerun", "--rerun-path", in_tmp / "gen.rrd"], capsys
     )
     assert code == 0, err
-    entities = visualize.read_recording(in_tmp / "gen.rrd")["entities"]
+    entities = read_recording(in_tmp / "gen.rrd")["entities"]
     assert any("trajectory" in e for e in entities)
 
 
@@ -722,7 +723,7 @@ def test_field_figure_draws_the_given_vectors():
     grid = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     vectors = np.array([[[1.0, 2.0], [-1.0, 0.5], [0.0, -3.0]]])
     marginals = np.zeros((1, 4, 2))
-    fig = visualize.field_figure(
+    fig = plots.field_figure(
         np.array([0.5]), grid, vectors, marginals, (-1, 2, -1, 2), "t", arrow_scale=0.25
     )
     (quiver,) = [c for c in fig.axes[0].collections if hasattr(c, "U")]

@@ -24,7 +24,7 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from jax_gen import checkpoint, visualize
+from jax_gen import animation, checkpoint, plots, recording
 from jax_gen.config import (
     DATASETS,
     MODELS,
@@ -493,7 +493,7 @@ def save_samples_figure(
     for images."""
     shape = image_shape(cfg.dataset)
     if shape is None:
-        visualize.save_samples_png(
+        plots.save_samples_png(
             path,
             plot_coordinates(samples, cfg.dataset),
             plot_coordinates(data, cfg.dataset),
@@ -509,7 +509,7 @@ def save_samples_figure(
         rows, row_labels = len(present), [f"class {k}" for k in present]
         per_row = min(int(np.sum(np.asarray(labels) == k)) for k in present)
         images = np.concatenate([images[np.asarray(labels)[order] == k][:per_row] for k in present])
-    visualize.save_image_grid(path, images, shape, rows=rows, title=title, row_labels=row_labels)
+    plots.save_image_grid(path, images, shape, rows=rows, title=title, row_labels=row_labels)
 
 
 def describe(cfg: ExperimentConfig) -> str:
@@ -521,7 +521,7 @@ def open_rerun(options: RerunOptions, model_path: Path, app: str):
     if not options.rerun and not options.rerun_spawn:
         return None
     path = options.rerun_path or beside(model_path, f".{app}.rrd")
-    logger = visualize.RerunLogger(f"jax_gen_{app}", recording_path=path, spawn=options.rerun_spawn)
+    logger = recording.RerunLogger(f"jax_gen_{app}", recording_path=path, spawn=options.rerun_spawn)
     if logger.warning:
         say(logger.warning)
     return logger, path
@@ -681,7 +681,7 @@ def run_train(cmd: TrainCommand) -> None:
     all_losses = np.concatenate(losses) if losses else np.zeros(0)
     save_checkpoint(state)
     if writer:
-        visualize.save_loss_curve(
+        plots.save_loss_curve(
             loss_path, all_losses, title=f"{describe(cfg)} on {name_of(cfg.dataset)}"
         )
 
@@ -800,7 +800,7 @@ def run_animate(cmd: AnimateCommand) -> None:
     shape = image_shape(cfg.dataset)
     if shape is None:
         trajectory = plot_coordinates(result.trajectory, cfg.dataset)
-        frames = visualize.save_trajectory_gif(
+        frames = animation.save_trajectory_gif(
             video_path,
             trajectory,
             fps=cmd.fps,
@@ -811,7 +811,7 @@ def run_animate(cmd: AnimateCommand) -> None:
         trajectory = np.asarray(result.trajectory)
         if labels is not None:
             trajectory = trajectory[:, np.argsort(np.asarray(labels), kind="stable")]
-        frames = visualize.save_image_trajectory_gif(
+        frames = animation.save_image_trajectory_gif(
             video_path,
             trajectory,
             shape,
@@ -928,14 +928,14 @@ def run_evaluate(cmd: EvaluateCommand) -> None:
         report["nll_nats_per_dim"] = nll
     if heat_map:
         fresh = plane(get_batch(nll_key, cfg.dataset, cmd.num_samples), cfg.dataset)
-        grid, bounds = visualize.density_grid(fresh, cmd.density_resolution)
+        grid, bounds = plots.density_grid(fresh, cmd.density_resolution)
         points = from_plane(grid, cfg.dataset)
         panels = [("model", np.asarray(log_prob(strategy, model, points, **likelihood)))]
         if has_log_density(cfg.dataset):
             panels.append(("data", np.asarray(log_density(cfg.dataset, points))))
         title = f"{name_of(cfg.strategy)}, {cfg.strategy.prediction}-prediction on "
         title += f"{name_of(cfg.dataset)}: density by the probability-flow ODE"
-        visualize.save_density_png(density_path, panels, bounds, title=title)
+        plots.save_density_png(density_path, panels, bounds, title=title)
     with atomic_output(json_path) as tmp:
         Path(tmp).write_text(json.dumps(report, indent=2) + "\n")
 
@@ -1024,7 +1024,7 @@ def run_plot_field(cmd: PlotFieldCommand) -> None:
     key = jax.random.key(cmd.seed)
 
     data = plane(get_batch(key, cfg.dataset, cmd.num_points), cfg.dataset)
-    grid, bounds = visualize.density_grid(data, cmd.grid_size, margin=0.15)
+    grid, bounds = plots.density_grid(data, cmd.grid_size, margin=0.15)
     gif_times = np.linspace(0.0, 1.0, cmd.gif_frames)
     times = np.asarray(cmd.times, dtype=np.float32)
     views = field_views(strategy, model, cfg.dataset, times, grid, key, cmd.num_points, cmd.field)
@@ -1032,10 +1032,10 @@ def run_plot_field(cmd: PlotFieldCommand) -> None:
         strategy, model, cfg.dataset, gif_times, grid, key, cmd.num_points, cmd.field
     )
     cell = (bounds[1] - bounds[0]) / cmd.grid_size
-    scale = visualize.field_arrow_scale(gif_views[0], cell)
+    scale = plots.field_arrow_scale(gif_views[0], cell)
     title = f"{cmd.field} of {describe(cfg)} on {name_of(cfg.dataset)}"
-    visualize.save_field_png(image_path, times, grid, *views, bounds, title, scale)
-    frames = visualize.save_field_gif(
+    plots.save_field_png(image_path, times, grid, *views, bounds, title, scale)
+    frames = animation.save_field_gif(
         video_path, gif_times, grid, *gif_views, bounds, title, scale, fps=cmd.fps
     )
     say(f"drew the {cmd.field} of {describe(cfg)} at t = {', '.join(f'{t:g}' for t in cmd.times)}")
