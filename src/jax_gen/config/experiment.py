@@ -104,6 +104,15 @@ def to_dict(config: Any) -> dict[str, Any]:
     return out
 
 
+def _from_json(value: Any) -> Any:
+    """A field's value from JSON: nested configs rebuilt, lists back to the tuples they were."""
+    if isinstance(value, dict):
+        return from_dict(value)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
 def from_dict(data: dict[str, Any]) -> Any:
     """Inverse of :func:`to_dict`. Raises ``ValueError`` on unknown types or fields."""
     if not isinstance(data, dict) or "type" not in data:
@@ -116,9 +125,5 @@ def from_dict(data: dict[str, Any]) -> Any:
     unknown = set(data) - known - {"type"}
     if unknown:
         raise ValueError(f"{name} has no field(s) {', '.join(sorted(unknown))}")
-    kwargs = {
-        key: from_dict(value) if isinstance(value, dict) else value
-        for key, value in data.items()
-        if key != "type"
-    }
+    kwargs = {key: _from_json(value) for key, value in data.items() if key != "type"}
     return cls(**kwargs)

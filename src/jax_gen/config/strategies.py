@@ -85,11 +85,17 @@ class ScoreMatchingStrategyConfig(Validated):
     sigma_min^2); stable below 2, and 0.5 leaves the samples' std ~2% high (see the strategy)."""
     loss_target: LossTarget = "prediction"
     """Regress the network's own output (`prediction`) or the velocity it implies (`v`)."""
+    source_mean: tuple[float, ...] | None = None
+    """Centre of the source N(m, sigma_max^2 I), which stands in for the data blurred by
+    sigma_max: the data's mean. Left unset, training measures it on the data and the checkpoint
+    stores it."""
 
     def validate(self) -> None:
         _check_positive(
             self, "num_transport_steps", "sigma_min", "sigma_max", "langevin_steps", "step_size"
         )
+        if self.source_mean is not None and not self.source_mean:
+            raise ValueError("source_mean=() must have one entry per data dimension")
         _check_choice(self, "prediction", typing.get_args(Prediction))
         _check_choice(self, "loss_target", typing.get_args(LossTarget))
         if not self.sigma_max > self.sigma_min:

@@ -1,6 +1,11 @@
 """Strategies: DDPM and flow matching behind one protocol, built from their configs."""
 
+import dataclasses
 import functools
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Float
 
 from jax_gen.config import (
     DDPMStrategyConfig,
@@ -74,7 +79,33 @@ def _(cfg: ScoreMatchingStrategyConfig) -> ScoreMatchingStrategy:
         langevin_steps=cfg.langevin_steps,
         step_size=cfg.step_size,
         loss_target=cfg.loss_target,
+        source_mean=None if cfg.source_mean is None else jnp.asarray(cfg.source_mean, jnp.float32),
     )
+
+
+@functools.singledispatch
+def measure_on_data(cfg, x: Float[np.ndarray, "n d"]):
+    """The strategy config with the fields it measures on the data filled in.
+
+    Training calls this once, before the first step, with fresh data points; the checkpoint then
+    stores the measured values, so sampling and ``log_prob`` need no data. Strategies with
+    nothing to measure return ``cfg`` unchanged. Extend with ``@measure_on_data.register``.
+    """
+    return cfg
+
+
+@measure_on_data.register
+def _(cfg: ScoreMatchingStrategyConfig, x: Float[np.ndarray, "n d"]) -> ScoreMatchingStrategyConfig:
+    """Score matching's source is centred on the data's mean (unless the config sets it)."""
+    if cfg.source_mean is not None:
+        if len(cfg.source_mean) != x.shape[-1]:
+            raise ValueError(
+                f"source_mean has {len(cfg.source_mean)} entries but the data has "
+                f"{x.shape[-1]} dimensions"
+            )
+        return cfg
+    mean = np.asarray(x, np.float64).mean(axis=0)
+    return dataclasses.replace(cfg, source_mean=tuple(float(m) for m in mean))
 
 
 __all__ = [
@@ -83,4 +114,5 @@ __all__ = [
     "ScoreMatchingStrategy",
     "Strategy",
     "create_strategy",
+    "measure_on_data",
 ]

@@ -73,6 +73,8 @@ class ScoreMatchingStrategy(Strategy):
     langevin_steps: int = eqx.field(static=True)
     step_size: float = eqx.field(static=True)
     loss_target: str = eqx.field(static=True, default="prediction")
+    source_mean: Float[Array, " d"] | None = None
+    """Centre m of the source N(m, sigma_max^2 I): the data's mean (None: the origin)."""
 
     def __check_init__(self):
         if not self.num_transport_steps > 0:
@@ -100,14 +102,23 @@ class ScoreMatchingStrategy(Strategy):
     def sample_from_source_distribution(
         self, key: PRNGKeyArray, num_samples: int, data_dim: int
     ) -> Float[Array, "n d"]:
-        """N(0, sigma_max^2 I): the variance-exploding path's state at t=0."""
-        return self.schedule.sigma_max * jax.random.normal(key, (num_samples, data_dim))
+        """N(m, sigma_max^2 I): the variance-exploding path's state at t=0.
+
+        The path's true state there is the data blurred by sigma_max, whose mean is the data's
+        mean m (:attr:`source_mean`); centring the source at the origin instead would start
+        off-centre data from the wrong place, which annealed Langevin and the ODE only partly
+        undo (data of mean (3, -1.5): sample mean 2.85, log_prob 0.9 nats off).
+        """
+        noise = self.schedule.sigma_max * jax.random.normal(key, (num_samples, data_dim))
+        return noise if self.source_mean is None else noise + self.source_mean
 
     def source_log_prob(self, z: Float[Array, " d"]) -> Float[Array, ""]:
-        """log N(z; 0, sigma_max^2 I) = -(d log(2 pi sigma_max^2) + |z|^2 / sigma_max^2) / 2."""
+        """log N(z; m, sigma_max^2 I) = -(d log(2 pi sigma_max^2) + |z - m|^2 / sigma_max^2) / 2."""
         variance = self.schedule.sigma_max**2
+        centred = z if self.source_mean is None else z - self.source_mean
         return -0.5 * (
-            z.shape[-1] * jnp.log(2 * math.pi * variance) + jnp.sum(z**2, axis=-1) / variance
+            z.shape[-1] * jnp.log(2 * math.pi * variance)
+            + jnp.sum(centred**2, axis=-1) / variance
         )
 
     def reverse(
