@@ -29,6 +29,7 @@ from jax_gen.config import (
 )
 from jax_gen.data import (
     DIGITS_IMAGE_SHAPE,
+    Dataset,
     cat_image_path,
     class_frequencies,
     data_dim,
@@ -41,6 +42,8 @@ from jax_gen.data import (
     log_density,
     num_classes,
     projection,
+    register,
+    support_indicator,
     to_plane,
 )
 
@@ -145,14 +148,83 @@ def test_user_registered_dataset():
     class LineConfig:
         slope: float = 2.0
 
-    @get_batch.register(LineConfig)
-    def _(key, cfg, batch_size):
+    def sample_line(key, cfg, batch_size):
         t = jax.random.uniform(key, (batch_size,))
         return jnp.stack([t, cfg.slope * t], axis=1)
+
+    register(LineConfig, Dataset(sample=sample_line))
 
     x = np.asarray(batch(jax.random.key(0), LineConfig(), 64))
     assert x.shape == (64, 2)
     np.testing.assert_allclose(x[:, 1], 2.0 * x[:, 0])
+
+
+def test_one_record_answers_for_a_labelled_dataset_with_a_density():
+    @dataclasses.dataclass(frozen=True)
+    class SquareConfig:
+        side: float = 2.0
+
+    def sample_square(key, cfg, batch_size):
+        points = jax.random.uniform(key, (batch_size, 2), maxval=cfg.side)
+        return points, (points[:, 0] > cfg.side / 2).astype(jnp.int32)
+
+    def log_density_square(cfg, x):
+        inside = jnp.all((x >= 0) & (x <= cfg.side), axis=1)
+        return jnp.where(inside, -2 * jnp.log(cfg.side), -jnp.inf)
+
+    record = Dataset(
+        labeled=sample_square,
+        class_frequencies=lambda cfg: np.array([0.5, 0.5]),
+        log_density=log_density_square,
+        support_from_density=True,
+    )
+    register(SquareConfig, record)
+    cfg, key = SquareConfig(), jax.random.key(0)
+    points, labels = get_labeled_batch(key, cfg, 64)
+    np.testing.assert_array_equal(batch(key, cfg, 64), points)  # get_batch drops the labels
+    np.testing.assert_array_equal(labels, np.asarray(points[:, 0] > 1.0))
+    assert num_classes(cfg) == 2
+    np.testing.assert_array_equal(class_frequencies(cfg), [0.5, 0.5])
+    assert has_log_density(cfg) and data_dim(cfg) == 2 and is_planar(cfg)
+    np.testing.assert_allclose(log_density(cfg, points), -2 * math.log(2.0), rtol=1e-6)
+    inside = support_indicator(cfg)
+    np.testing.assert_array_equal(inside(np.array([[1.0, 1.0], [3.0, 1.0]])), [True, False])
+
+
+def test_a_record_leaves_out_what_the_dataset_lacks():
+    @dataclasses.dataclass(frozen=True)
+    class CubeConfig:
+        pass
+
+    def sample_cube(key, cfg, batch_size):
+        return jax.random.uniform(key, (batch_size, 3))
+
+    register(CubeConfig, Dataset(sample=sample_cube, native_dim=lambda cfg: 3))
+    cfg = CubeConfig()
+    assert batch(jax.random.key(0), cfg, 16).shape == (16, 3)
+    assert data_dim(cfg) == 3 and not is_planar(cfg) and num_classes(cfg) == 0
+    assert not has_log_density(cfg) and support_indicator(cfg) is None
+    with pytest.raises(ValueError, match="no labels"):
+        get_labeled_batch(jax.random.key(0), cfg, 8)
+    with pytest.raises(ValueError, match="3-D data, not 2-D points"):
+        to_plane(np.zeros((2, 3)), cfg)
+    with pytest.raises(NotImplementedError, match="CubeConfig"):
+        log_density(cfg, np.zeros((2, 2)))
+
+
+def test_a_record_needs_a_sampler_and_a_subclass_draws_like_its_parent():
+    with pytest.raises(ValueError, match="needs a sampler"):
+        Dataset()
+    with pytest.raises(TypeError, match="config class"):
+        register(MoonConfig(), Dataset(sample=lambda key, cfg, n: None))
+
+    @dataclasses.dataclass(frozen=True)
+    class WideMoonConfig(MoonConfig):
+        pass
+
+    key = jax.random.key(0)
+    np.testing.assert_array_equal(batch(key, WideMoonConfig(), 32), batch(key, MoonConfig(), 32))
+    assert num_classes(WideMoonConfig()) == 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -426,10 +498,11 @@ def test_user_registered_dataset_is_embedded_when_it_has_an_ambient_dim():
     class DiagonalConfig:
         ambient_dim: int = 16
 
-    @get_batch.register(DiagonalConfig)
-    def _(key, cfg, batch_size):
+    def sample_diagonal(key, cfg, batch_size):
         t = jax.random.uniform(key, (batch_size,))
         return jnp.stack([t, t], axis=1)
+
+    register(DiagonalConfig, Dataset(sample=sample_diagonal))
 
     cfg = DiagonalConfig()
     x = batch(jax.random.key(0), cfg, 64)
@@ -445,9 +518,10 @@ def test_user_sampler_must_return_2d_points_to_be_embedded():
     class WideConfig:
         ambient_dim: int = 4
 
-    @get_batch.register(WideConfig)
-    def _(key, cfg, batch_size):
+    def sample_wide(key, cfg, batch_size):
         return jax.random.normal(key, (batch_size, cfg.ambient_dim))
+
+    register(WideConfig, Dataset(sample=sample_wide))
 
     with pytest.raises(ValueError, match="2-D points"):
         get_batch(jax.random.key(0), WideConfig(), 8)
