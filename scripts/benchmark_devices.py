@@ -1,13 +1,13 @@
 """Data-parallel training throughput on 1, 2 and 4 devices, and the cost of OT coupling.
 
-Trains the default recipe (DDPM on moons, MLP 128x4, batch 1024 by default) with the fused loop
-(``train_chunks``) on meshes of the first 1, 2, ... devices, in one process, alternating the
-meshes over ``--repeats`` rounds (median reported) so the machine's noise hits them alike; each
-mesh's compilation is excluded. Without accelerators it asks XLA for 4 CPU devices
-(``XLA_FLAGS=--xla_force_host_platform_device_count=4``, set before JAX starts unless
-``XLA_FLAGS`` is already set): those devices share the machine's cores, so this measures the
-overhead of splitting a batch, not a speedup; on n real devices the same command measures the
-scaling.
+Trains the default recipe (DDPM on moons, MLP 128x4, batch 1024 by default) with the library's
+loop (``engine.fit``, the steps fused in one chunk) on meshes of the first 1, 2, ... devices, in
+one process, alternating the meshes over ``--repeats`` rounds (median reported) so the
+machine's noise hits them alike; each mesh's compilation is excluded. Without accelerators it
+asks XLA for 4 CPU devices (``XLA_FLAGS=--xla_force_host_platform_device_count=4``, set before
+JAX starts unless ``XLA_FLAGS`` is already set): those devices share the machine's cores, so
+this measures the overhead of splitting a batch, not a speedup; on n real devices the same
+command measures the scaling.
 
 A second table, ``--couplings``, times flow matching with independent and with optimal-transport
 pairs at each ``--ot-batch-sizes`` on one device: the cost of the exact assignment.
@@ -33,16 +33,15 @@ import jax  # noqa: E402
 
 from jax_gen.config import (  # noqa: E402
     DDPMStrategyConfig,
+    ExperimentConfig,
     FlowMatchingStrategyConfig,
     MLPConfig,
     MoonConfig,
     OptimizerConfig,
     TrainConfig,
 )
-from jax_gen.models import create_model  # noqa: E402
+from jax_gen.engine import fit, init_state  # noqa: E402
 from jax_gen.parallel import data_mesh  # noqa: E402
-from jax_gen.strategies import create_strategy  # noqa: E402
-from jax_gen.train import init_train_state, make_optimizer, train_chunks  # noqa: E402
 
 
 def steps_per_second(strategy_cfg, mesh, batch_size: int, steps: int, hidden_dim, depth):
@@ -50,24 +49,18 @@ def steps_per_second(strategy_cfg, mesh, batch_size: int, steps: int, hidden_dim
 
     The first call of the returned function's loop (compilation) happens here.
     """
-    strategy = create_strategy(strategy_cfg)
-    model = create_model(MLPConfig(hidden_dim=hidden_dim, depth=depth), jax.random.key(0), 2)
-    train_cfg = TrainConfig(batch_size=batch_size, train_steps=steps, log_interval=steps)
-    optimizer = make_optimizer(OptimizerConfig(), steps)
-    state = init_train_state(model, optimizer)
+    cfg = ExperimentConfig(
+        strategy_cfg,
+        MLPConfig(hidden_dim=hidden_dim, depth=depth),
+        MoonConfig(),
+        OptimizerConfig(),
+        TrainConfig(batch_size=batch_size, train_steps=steps, log_interval=steps),
+    )
+    initial = init_state(cfg)
 
     def run() -> float:
         start = time.perf_counter()
-        for chunk in train_chunks(
-            state,
-            jax.random.key(1),
-            strategy=strategy,
-            optimizer=optimizer,
-            dataset=MoonConfig(),
-            train_cfg=train_cfg,
-            mesh=mesh,
-        ):
-            chunk.losses.block_until_ready()
+        fit(cfg, state=initial, mesh=mesh, check_finite=False)  # returns with the losses on host
         return steps / (time.perf_counter() - start)
 
     run()  # compiles

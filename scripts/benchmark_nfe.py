@@ -2,7 +2,7 @@
 
 For every dataset and strategy, trains the default recipe once (cached as a checkpoint under
 ``--checkpoint-dir`` and reused while its config matches), then, with the EMA weights, samples
-with every sampler of ``jax_gen.samplers`` at every NFE budget it can hit exactly
+with every sampler of ``jax_gen.sampling`` at every NFE budget it can hit exactly
 (``nfe_schedule``: RK4 spends 4 evaluations per step, so it cannot hit 1 or 2) and reports the
 sliced W2 to fresh data divided by its noise floor (1.0 is as good as it gets). ``ddim`` is
 deterministic (eta = 0), ``ancestral`` is DDIM with eta = 1; ``adaptive`` (Tsit5) picks its own
@@ -50,11 +50,10 @@ from jax_gen.config import (
     TrainConfig,
 )
 from jax_gen.data import get_batch, is_planar
+from jax_gen.engine import fit, run_keys
 from jax_gen.metrics import distance_and_floor
-from jax_gen.models import create_model
 from jax_gen.samplers import STOCHASTIC, nfe_schedule, sample
 from jax_gen.strategies import create_strategy
-from jax_gen.train import init_train_state, make_optimizer, run_keys, train_chunks
 
 # The 2-D datasets: digits are 64-D images, with no plane to plot or compare in.
 DATASETS = {name: cls() for name, cls in config.DATASETS.items() if is_planar(cls())}
@@ -125,30 +124,11 @@ def load_or_train(
                 return saved.state.ema_model, "cached", None
             print(f"  {path} has another config: retraining", file=sys.stderr)
 
-    # The run's keys as the command line's `train` draws them, so the checkpoints agree.
-    init_key, train_key, *_ = run_keys(cfg.train.seed)
-    strategy = create_strategy(cfg.strategy)
-    optimizer = make_optimizer(cfg.optimizer, cfg.train.train_steps)
-    state = init_train_state(create_model(cfg.model, init_key, DATA_DIM), optimizer)
+    # The command line's `train` runs the same fit: for one config the checkpoints agree bit
+    # for bit. A diverging run is kept, and its cells read nan.
     start = time.perf_counter()
-    losses = []
-    # train() returns only the models; the loop it wraps also gives the optimizer state, which
-    # a checkpoint stores.
-    for chunk in train_chunks(
-        state,
-        train_key,
-        strategy=strategy,
-        optimizer=optimizer,
-        dataset=cfg.dataset,
-        train_cfg=cfg.train,
-    ):
-        state = chunk.state
-        losses.append(chunk.losses)
-    losses = np.concatenate([np.asarray(chunk_losses) for chunk_losses in losses])
-    seconds = time.perf_counter() - start
-    path.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint.save(path, cfg, state, losses, DATA_DIM)
-    return state.ema_model, "trained", seconds
+    fitted = fit(cfg, checkpoint_path=path, check_finite=False)
+    return fitted.ema_model, "trained", time.perf_counter() - start
 
 
 def measure(strategy, model, sampler_cfg, dataset_cfg, num_samples, sample_key, eval_key):
@@ -425,8 +405,9 @@ def main(argv: Sequence[str] | None = None) -> list[Panel]:
     train_cfg = dataclasses.replace(
         TrainConfig(), train_steps=args.train_steps, batch_size=args.batch_size, seed=args.seed
     )
-    # Training keys come from train_cfg.seed (stored in the checkpoint); these are sampling's.
-    sample_key, eval_key = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 1))
+    # The run's named streams (training's come from train_cfg.seed, stored in the checkpoint).
+    keys = run_keys(args.seed)
+    sample_key, eval_key = keys.sample, keys.evaluate
     lines = [
         f"`{command}`: default recipe ({train_cfg.train_steps} train steps, batch "
         f"{train_cfg.batch_size}, MLP {model_cfg.hidden_dim}x{model_cfg.depth}, seed "

@@ -14,20 +14,19 @@ import dataclasses
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from jax_gen import config
 from jax_gen.config import (
+    ExperimentConfig,
     MLPConfig,
     OptimizerConfig,
     TrainConfig,
 )
 from jax_gen.data import get_batch, is_planar
+from jax_gen.engine import fit, run_keys
 from jax_gen.metrics import distance_and_floor
-from jax_gen.models import create_model
 from jax_gen.strategies import create_strategy
-from jax_gen.train import train
 
 # The 2-D datasets: digits are 64-D images, with no plane to plot or compare in.
 DATASETS = {name: cls() for name, cls in config.DATASETS.items() if is_planar(cls())}
@@ -35,18 +34,20 @@ STRATEGIES = {name: cls() for name, cls in config.STRATEGIES.items()}
 
 
 def evaluate(dataset, strategy_cfg, train_cfg, num_samples, seed, repeats):
-    init_key, train_key, sample_key, data_key = jax.random.split(jax.random.key(seed), 4)
-    strategy = create_strategy(strategy_cfg)
-    model = create_model(MLPConfig(), init_key, data_dim=2)
+    train_cfg = dataclasses.replace(train_cfg, seed=seed)
+    cfg = ExperimentConfig(strategy_cfg, MLPConfig(), dataset, OptimizerConfig(), train_cfg)
+    keys = run_keys(seed)
     start = time.perf_counter()
-    _, ema_model, losses = train(strategy, model, dataset, train_cfg, OptimizerConfig(), train_key)
-    losses.block_until_ready()
+    fitted = fit(cfg, check_finite=False)  # returns with the losses on the host
     seconds = time.perf_counter() - start
-    samples, _ = strategy.sample_from_target_distribution(ema_model, sample_key, num_samples, 2)
-    distance, floor = distance_and_floor(
-        samples, lambda k, n: get_batch(k, dataset, n), data_key, repeats
+    strategy = create_strategy(strategy_cfg)
+    samples, _ = strategy.sample_from_target_distribution(
+        fitted.ema_model, keys.sample, num_samples, 2
     )
-    loss = float(np.mean(np.asarray(losses)[-100:]))
+    distance, floor = distance_and_floor(
+        samples, lambda k, n: get_batch(k, dataset, n), keys.evaluate, repeats
+    )
+    loss = float(np.mean(fitted.losses[-100:]))
     return distance, floor, seconds, loss
 
 

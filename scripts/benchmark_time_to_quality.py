@@ -1,18 +1,18 @@
 """Time to quality: training seconds until the samples come within a factor of the noise floor.
 
 For every strategy's default recipe (default strategy config, MLP, optimizer and training, seed
-0) on moons, trains with ``train_chunks`` (chunks of ``log_interval`` steps) and, after every
+0) on moons, trains with ``engine.fit`` (chunks of ``log_interval`` steps) and, after every
 chunk, draws ``--num-samples`` samples of the EMA model with the sampler (the strategy's
 ``default`` unless ``--sampler``) and measures their sliced W2 to fresh data divided by its noise
 floor (``metrics.distance_and_floor``, mean over 3 draws; 1.0 is as good as it gets). The source
-draw and the fresh data use fixed keys, so every checkpoint is measured against the same data
-and the same floor.
+draw and the fresh data use the run's ``sample`` and ``evaluate`` keys (``engine.run_keys``), so
+every checkpoint is measured against the same data and the same floor.
 
-Only training is timed: the clock runs from dispatching a chunk until its state is ready
-(``block_until_ready``) and stops during evaluation, whose time is reported apart. Compilation
-is excluded: before the clock starts, one throwaway chunk of every chunk length the run uses is
-trained (from the initial state, discarded) and one evaluation is run; that warm-up (compile
-plus one chunk and one evaluation) is reported apart too.
+Only training is timed: the clock runs from the end of one chunk's evaluation until the next
+chunk's losses are on the host, and stops during evaluation, whose time is reported apart.
+Compilation is excluded: before the clock starts, one throwaway chunk of every chunk length the
+run uses is trained (``engine.warm_up``: from the initial state, discarded) and one evaluation
+is run; that warm-up (compile plus one chunk and one evaluation) is reported apart too.
 
     uv run scripts/benchmark_time_to_quality.py    # writes outputs/benchmark_time_to_quality.*
     uv run scripts/benchmark_time_to_quality.py --strategies flow-matching --sampler heun \\
@@ -36,13 +36,19 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from jax_gen import config
-from jax_gen.config import MLPConfig, MoonConfig, OptimizerConfig, SamplerConfig, TrainConfig
+from jax_gen.config import (
+    ExperimentConfig,
+    MLPConfig,
+    MoonConfig,
+    OptimizerConfig,
+    SamplerConfig,
+    TrainConfig,
+)
 from jax_gen.data import get_batch
+from jax_gen.engine import fit, init_state, run_keys, warm_up
 from jax_gen.metrics import distance_and_floor
-from jax_gen.models import create_model
 from jax_gen.samplers import sample
 from jax_gen.strategies import create_strategy
-from jax_gen.train import init_train_state, make_optimizer, run_keys, train_chunk, train_chunks
 
 STRATEGIES = {name: cls() for name, cls in config.STRATEGIES.items()}
 SAMPLERS = typing.get_args(config.SamplerName)
@@ -115,63 +121,45 @@ def time_to_quality(
         num_samples: samples per checkpoint (and fresh data points per draw).
         on_checkpoint: called with every ``Checkpoint`` as soon as it is measured.
     """
-    keys = run_keys(train_cfg.seed)
-    sample_key, eval_key = jax.random.split(keys.sample)
     dataset = MoonConfig()
+    cfg = ExperimentConfig(strategy_cfg, MLPConfig(), dataset, OptimizerConfig(), train_cfg)
+    keys = run_keys(train_cfg.seed)
     strategy = create_strategy(strategy_cfg)
-    optimizer = make_optimizer(OptimizerConfig(), train_cfg.train_steps)
-    state = init_train_state(create_model(MLPConfig(), keys.init, DATA_DIM), optimizer)
+    initial = init_state(cfg)
 
     def evaluate(model) -> tuple[float, float, int]:
-        result = sample(strategy, model, sample_key, num_samples, DATA_DIM, sampler_cfg)
+        result = sample(strategy, model, keys.sample, num_samples, DATA_DIM, sampler_cfg)
         samples = np.asarray(result.samples)
         finite = bool(np.isfinite(samples).all())
         distance, floor = distance_and_floor(
             samples if finite else np.zeros_like(samples),
             lambda k, n: draw_batch(k, dataset, n),
-            eval_key,
+            keys.evaluate,
             REPEATS,
         )
         return (distance / floor if finite else math.nan), floor, int(result.nfe)
 
     start = time.perf_counter()
-    for num_steps in sorted(set(chunk_lengths(train_cfg))):
-        throwaway = train_chunk(
-            state,
-            keys.train,
-            num_steps,
-            strategy,
-            optimizer,
-            dataset,
-            train_cfg.batch_size,
-            train_cfg.ema_decay,
-        )
-        jax.block_until_ready(throwaway)
-    _, floor, nfe = evaluate(state.ema_model)
+    warm_up(cfg, initial)
+    _, floor, nfe = evaluate(initial.ema_model)
     run = Run(name, sampler_cfg.sampler, nfe, floor, time.perf_counter() - start)
 
-    chunks = train_chunks(
-        state,
-        keys.train,
-        strategy=strategy,
-        optimizer=optimizer,
-        dataset=dataset,
-        train_cfg=train_cfg,
-    )
-    train_seconds = 0.0
-    while True:
+    train_seconds, clock = 0.0, time.perf_counter()
+
+    def measure(progress) -> None:
+        nonlocal train_seconds, clock
+        jax.block_until_ready(progress.state)
+        train_seconds += time.perf_counter() - clock
         start = time.perf_counter()
-        chunk = next(chunks, None)
-        if chunk is None:
-            break
-        jax.block_until_ready(chunk.state)
-        train_seconds += time.perf_counter() - start
-        start = time.perf_counter()
-        ratio, _, _ = evaluate(chunk.state.ema_model)
+        ratio, _, _ = evaluate(progress.state.ema_model)
         run.eval_seconds += time.perf_counter() - start
-        run.checkpoints.append(Checkpoint(int(chunk.state.step), train_seconds, ratio))
+        run.checkpoints.append(Checkpoint(progress.step, train_seconds, ratio))
         if on_checkpoint is not None:
             on_checkpoint(run.checkpoints[-1])
+        clock = time.perf_counter()
+
+    # A non-finite chunk is measured (ratio nan) rather than stopping the run.
+    fit(cfg, state=initial, on_chunk=measure, check_finite=False)
     return run
 
 

@@ -58,17 +58,17 @@ from matplotlib.figure import Figure
 
 from jax_gen import config
 from jax_gen.config import (
+    ExperimentConfig,
     FlowMatchingStrategyConfig,
     MLPConfig,
     OptimizerConfig,
     TrainConfig,
 )
 from jax_gen.data import data_dim, from_plane, get_batch, is_planar, to_plane
+from jax_gen.engine import fit, run_keys
 from jax_gen.metrics import distance_and_floor
-from jax_gen.models import create_model
 from jax_gen.parameterization import Parameterization
 from jax_gen.strategies import create_strategy
-from jax_gen.train import train
 
 # The 2-D datasets: digits are 64-D images, with no plane to plot or compare in.
 DATASETS = {name: cls() for name, cls in config.DATASETS.items() if is_planar(cls())}
@@ -140,12 +140,16 @@ class Cell:
         )
 
 
-def make_strategy(prediction: str, sampling_steps: int, clip_min: float):
-    """Flow matching with a v-loss; the x / eps division optionally clipped (``--clip-min``)."""
-    cfg = FlowMatchingStrategyConfig(
+def strategy_config(prediction: str, sampling_steps: int) -> FlowMatchingStrategyConfig:
+    """Flow matching with a v-loss, sampled with ``sampling_steps`` Euler steps."""
+    return FlowMatchingStrategyConfig(
         num_transport_steps=sampling_steps, prediction=prediction, loss_target="v"
     )
-    strategy = create_strategy(cfg)
+
+
+def make_strategy(prediction: str, sampling_steps: int, clip_min: float):
+    """Flow matching with a v-loss; the x / eps division optionally clipped (``--clip-min``)."""
+    strategy = create_strategy(strategy_config(prediction, sampling_steps))
     if clip_min > 0 and prediction in CLIPPED:
         clipped = CLIPPED[prediction](minimum=clip_min)
         strategy = eqx.tree_at(lambda s: s.parameterization, strategy, clipped)
@@ -163,24 +167,33 @@ def run_cell(
     num_samples: int,
     repeats: int,
     clip_min: float,
-    key: jax.Array,
 ) -> Cell:
-    """Trains one model, samples it with the EMA weights and measures the samples."""
-    init_key, train_key, sample_key, eval_key = jax.random.split(key, 4)
+    """Trains one model (seed ``train_cfg.seed``), samples it with the EMA weights and measures
+    the samples."""
     dim = data_dim(dataset_cfg)
     flat_cfg = dataclasses.replace(dataset_cfg, ambient_dim=2)
     strategy = make_strategy(prediction, sampling_steps, clip_min)
-    model = create_model(model_cfg, init_key, data_dim=dim)
+    cfg = ExperimentConfig(
+        strategy_config(prediction, sampling_steps),
+        model_cfg,
+        dataset_cfg,
+        optimizer_cfg,
+        train_cfg,
+    )
+    keys = run_keys(train_cfg.seed)
 
     start = time.perf_counter()
-    _, ema_model, losses = train(strategy, model, dataset_cfg, train_cfg, optimizer_cfg, train_key)
-    losses = np.asarray(losses)  # waits for training to finish
+    # The clipped parameterizations are not in the config: the strategy is given. A diverging
+    # cell is measured (nan) rather than stopping the grid.
+    fitted = fit(cfg, strategy=strategy, check_finite=False)  # returns with the losses on host
     seconds = time.perf_counter() - start
 
-    samples, _ = strategy.sample_from_target_distribution(ema_model, sample_key, num_samples, dim)
+    samples, _ = strategy.sample_from_target_distribution(
+        fitted.ema_model, keys.sample, num_samples, dim
+    )
     plane = to_plane(samples, dataset_cfg)
     off_plane = float(jnp.mean(jnp.linalg.norm(samples - from_plane(plane, dataset_cfg), axis=1)))
-    ambient_key, plane_key = jax.random.split(eval_key)
+    ambient_key, plane_key = jax.random.split(keys.evaluate)
     sw_ambient, floor_ambient = distance_and_floor(
         samples, lambda k, n: get_batch(k, dataset_cfg, n), ambient_key, repeats
     )
@@ -188,7 +201,7 @@ def run_cell(
     sw_plane, floor_plane = distance_and_floor(
         plane, lambda k, n: get_batch(k, flat_cfg, n), plane_key, repeats
     )
-    tail = max(1, len(losses) // 10)
+    tail = max(1, len(fitted.losses) // 10)
     return Cell(
         dim=dim,
         prediction=prediction,
@@ -197,7 +210,7 @@ def run_cell(
         sw_plane=sw_plane,
         floor_plane=floor_plane,
         off_plane=off_plane,
-        loss=dim * float(np.mean(losses[-tail:])),
+        loss=dim * float(np.mean(fitted.losses[-tail:])),
         seconds=seconds,
         plane_samples=np.asarray(plane),
     )
@@ -349,7 +362,6 @@ def main(argv: Sequence[str] | None = None) -> list[Cell]:
                 num_samples=args.num_samples,
                 repeats=args.repeats,
                 clip_min=args.clip_min,
-                key=jax.random.key(args.seed),
             )
             print(cell.row(), flush=True)
             lines.append(cell.row())

@@ -16,7 +16,7 @@ from helpers import run_cli as run
 from PIL import Image, ImageSequence
 
 import jax_gen.cli as cli
-from jax_gen import animation, checkpoint, config, plots
+from jax_gen import animation, checkpoint, config, engine, plots
 from jax_gen.cli import main
 from jax_gen.config import (
     ExperimentConfig,
@@ -187,7 +187,7 @@ def test_same_seed_same_points_file(in_tmp, capsys):
 def test_interrupt_saves_and_resume_matches_an_uninterrupted_run(in_tmp, capsys, monkeypatch):
     full, _ = train(in_tmp, capsys, "--train-steps", "40", name="full.eqx")
 
-    original = cli.train_chunks
+    original = engine.train_chunks
 
     def interrupted(*args, **kwargs):
         for i, chunk in enumerate(original(*args, **kwargs)):
@@ -195,7 +195,7 @@ def test_interrupt_saves_and_resume_matches_an_uninterrupted_run(in_tmp, capsys,
                 raise KeyboardInterrupt
             yield chunk
 
-    monkeypatch.setattr(cli, "train_chunks", interrupted)
+    monkeypatch.setattr(engine, "train_chunks", interrupted)
     path = in_tmp / "part.eqx"
     argv = [
         "train",
@@ -211,7 +211,7 @@ def test_interrupt_saves_and_resume_matches_an_uninterrupted_run(in_tmp, capsys,
     code, _, err = run(argv, capsys)
     assert code == 130 and "interrupted" in err and "Traceback" not in err
     assert checkpoint.load(path).step == 20
-    monkeypatch.setattr(cli, "train_chunks", original)
+    monkeypatch.setattr(engine, "train_chunks", original)
 
     code, out, err = run([*argv, "--resume"], capsys)
     assert code == 0, err
@@ -498,7 +498,7 @@ def poison(chunk, losses=False):
 @pytest.mark.parametrize("losses", [True, False], ids=["loss", "weights"])
 def test_divergence_after_a_periodic_save_keeps_that_save(in_tmp, capsys, monkeypatch, losses):
     saved = []
-    original_save, original_chunks = checkpoint.save, cli.train_chunks
+    original_save, original_chunks = checkpoint.save, engine.train_chunks
 
     def spy(path, cfg, state, losses, data_dim):
         arrays = jax.tree.leaves(eqx.filter(state, eqx.is_inexact_array))
@@ -510,7 +510,7 @@ def test_divergence_after_a_periodic_save_keeps_that_save(in_tmp, capsys, monkey
             yield poison(chunk, losses) if i == 2 else chunk
 
     monkeypatch.setattr(checkpoint, "save", spy)
-    monkeypatch.setattr(cli, "train_chunks", diverging)
+    monkeypatch.setattr(engine, "train_chunks", diverging)
     path = in_tmp / "model.eqx"
     argv = ["train", *TINY, "dataset:gaussian-mixture", *FAST, "--train-steps", "40"]
     code, _, err = run([*argv, "--checkpoint-every", "10", "--model-path", path], capsys)

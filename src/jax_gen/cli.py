@@ -54,6 +54,7 @@ from jax_gen.data import (
     to_plane,
 )
 from jax_gen.data import data_dim as dataset_dim
+from jax_gen.engine import Interrupted, check_dataset, fit, key_stream, run_keys
 from jax_gen.files import atomic_output, check_output_path
 from jax_gen.likelihood import log_prob
 from jax_gen.metrics import (
@@ -66,20 +67,10 @@ from jax_gen.metrics import (
     quality_report,
     sliced_wasserstein,
 )
-from jax_gen.models import create_model
 from jax_gen.parallel import check_batch_size, data_mesh, num_devices
 from jax_gen.samplers import sample
 from jax_gen.strategies import create_strategy
-from jax_gen.train import (
-    check_conditioning,
-    init_train_state,
-    is_finite,
-    key_stream,
-    make_optimizer,
-    model_num_classes,
-    run_keys,
-    train_chunks,
-)
+from jax_gen.train import check_conditioning
 
 
 def _choice(registry: dict[str, type]) -> Any:
@@ -365,12 +356,6 @@ def check_agrees(given: Any, default: Any, stored: Any, group: str, ignore=()) -
             )
 
 
-def check_dataset(cfg: Any) -> None:
-    """Draws one batch eagerly so a missing or bad image or points file fails now, with its own
-    message."""
-    get_batch(jax.random.key(0), cfg, 1)
-
-
 def plane(points: Any, dataset: Any) -> np.ndarray:
     """Points of any shape (..., D) mapped to the data's 2-D plane, for plots."""
     points = np.asarray(points)
@@ -448,7 +433,7 @@ def describe_sampling(
 
 def sampling_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The named streams of a sampling command: the sampler's, the class labels' and the fresh
-    data's (:func:`~jax_gen.train.key_stream`), none shared with another."""
+    data's (:func:`~jax_gen.engine.key_stream`), none shared with another."""
     root = jax.random.key(seed)
     return tuple(key_stream(root, name) for name in ("sample", "labels", "evaluate"))
 
@@ -532,33 +517,6 @@ def open_rerun(options: RerunOptions, model_path: Path, app: str):
 # ----------------------------------------------------------------------------------------------
 
 
-def check_finite_chunk(
-    losses: np.ndarray, state: Any, previous_step: int, learning_rate: float, kept: str
-) -> None:
-    """Raises ``ValueError`` if a chunk's losses or resulting weights are not all finite.
-
-    Called before the chunk's state is kept, so nothing non-finite is ever saved or plotted.
-
-    Args:
-        losses: the chunk's loss per step, on the host.
-        state: the state after the chunk.
-        previous_step: steps trained before the chunk.
-        learning_rate: the peak learning rate, for the advice.
-        kept: what the checkpoint path holds now, for the message.
-    """
-    bad = np.flatnonzero(~np.isfinite(losses))
-    if bad.size:
-        where = f"loss {losses[bad[0]]} at step {previous_step + 1 + bad[0]}"
-    elif not is_finite(state):
-        where = f"non-finite weights after step {previous_step + losses.size}"
-    else:
-        return
-    raise ValueError(
-        f"training diverged ({where}); try a smaller --optimizer.learning-rate than "
-        f"{learning_rate:g} (or a smaller --optimizer.max-grad-norm); {kept}"
-    )
-
-
 def run_train(cmd: TrainCommand) -> None:
     if cmd.distributed:  # before anything touches a device
         jax.distributed.initialize(cmd.coordinator_address, cmd.num_processes, cmd.process_id)
@@ -566,6 +524,7 @@ def run_train(cmd: TrainCommand) -> None:
     cfg = ExperimentConfig(cmd.strategy, cmd.model, cmd.dataset, cmd.optimizer, cmd.train)
     model_path = cmd.model_path or default_model_path(cfg)
     defaults = TrainCommand()
+    saved = None
     if cmd.resume:
         saved = checkpoint.load(model_path)
         for group in ("strategy", "model", "dataset", "optimizer"):
@@ -573,9 +532,8 @@ def run_train(cmd: TrainCommand) -> None:
                 getattr(cmd, group), getattr(defaults, group), getattr(saved.config, group), group
             )
         check_agrees(cmd.train, defaults.train, saved.config.train, "train")
-        cfg, data_dim = saved.config, saved.data_dim
-    else:
-        data_dim = dataset_dim(cfg.dataset)
+        cfg = saved.config
+    data_dim = saved.data_dim if saved else dataset_dim(cfg.dataset)
     loss_path, samples_path = beside(model_path, ".loss.png"), beside(model_path, ".samples.png")
     for path, flag in (
         (model_path, "--model-path"),
@@ -588,85 +546,58 @@ def run_train(cmd: TrainCommand) -> None:
     mesh = data_mesh(cmd.num_devices)
     check_batch_size(cfg.train.batch_size, mesh)
 
-    init_key, train_key, sample_key, eval_key = run_keys(cfg.train.seed)
+    keys = run_keys(cfg.train.seed)
     strategy = create_strategy(cfg.strategy)
-    optimizer = make_optimizer(cfg.optimizer, cfg.train.train_steps)
-    if cmd.resume:
-        state, losses = saved.state, [saved.losses]
-        say(f"resuming {model_path} at step {int(state.step)}/{cfg.train.train_steps}")
-    else:
-        model = create_model(
-            cfg.model, init_key, data_dim, model_num_classes(cfg.dataset, cfg.train)
-        )
-        state, losses = init_train_state(model, optimizer), []
+    first_step = saved.step if saved else 0
+    if saved:
+        say(f"resuming {model_path} at step {first_step}/{cfg.train.train_steps}")
     rerun = open_rerun(cmd.rerun, model_path, "train") if writer else None
-    saved_step = int(state.step) if cmd.resume else None
-
-    def save_checkpoint(state) -> None:
-        nonlocal saved_step
-        if writer:
-            checkpoint.save(
-                model_path, cfg, state, np.concatenate(losses) if losses else [], data_dim
-            )
-        saved_step = int(state.step)
-
-    def kept() -> str:
-        if saved_step is None:
-            return "nothing was written"
-        return f"{model_path} keeps step {saved_step}"
-
     devices = num_devices(mesh)
     say(
         f"training {describe(cfg)} on {name_of(cfg.dataset)} for {cfg.train.train_steps} steps"
         + (f" on {devices} devices" if devices > 1 else "")
     )
-    start = time.perf_counter()
-    first_step = int(state.step)
+    start = finish = time.perf_counter()
     bar = tqdm(
         total=cfg.train.train_steps, initial=first_step, unit="step", disable=None, leave=False
     )
+
+    def on_chunk(progress) -> None:
+        nonlocal finish
+        step, chunk_losses = progress.step, progress.losses
+        rate = (step - first_step) / (time.perf_counter() - start)
+        bar.update(chunk_losses.size)
+        bar.set_postfix(loss=f"{chunk_losses.mean():.4f}", steps_per_s=f"{rate:.0f}")
+        say(
+            f"step {step:>6}/{cfg.train.train_steps}  "
+            f"loss {chunk_losses.mean():.4f}  {rate:.0f} steps/s"
+        )
+        if rerun:
+            rerun[0].log_losses(step - chunk_losses.size, chunk_losses)
+        if rerun and is_planar(cfg.dataset):
+            snapshot, _ = strategy.sample_from_target_distribution(
+                progress.state.ema_model, jax.random.fold_in(keys.sample, step), 500, data_dim
+            )
+            rerun[0].log_points("train/samples", step, plane(snapshot, cfg.dataset))
+        finish = time.perf_counter()
+
     try:
-        for chunk in train_chunks(
-            state,
-            train_key,
+        state = fit(
+            cfg,
+            state=saved,
             strategy=strategy,
-            optimizer=optimizer,
-            dataset=cfg.dataset,
-            train_cfg=cfg.train,
             mesh=mesh,
-        ):
-            chunk_losses = np.asarray(chunk.losses)  # the one host sync per chunk
-            previous_step = int(state.step)
-            check_finite_chunk(
-                chunk_losses, chunk.state, previous_step, cfg.optimizer.learning_rate, kept()
-            )
-            state = chunk.state
-            step = previous_step + chunk_losses.size
-            losses.append(chunk_losses)
-            rate = (step - first_step) / (time.perf_counter() - start)
-            bar.update(chunk_losses.size)
-            bar.set_postfix(loss=f"{chunk_losses.mean():.4f}", steps_per_s=f"{rate:.0f}")
-            say(
-                f"step {step:>6}/{cfg.train.train_steps}  "
-                f"loss {chunk_losses.mean():.4f}  {rate:.0f} steps/s"
-            )
-            if rerun:
-                rerun[0].log_losses(previous_step, chunk_losses)
-            if rerun and is_planar(cfg.dataset):
-                snapshot, _ = strategy.sample_from_target_distribution(
-                    state.ema_model, jax.random.fold_in(sample_key, step), 500, data_dim
-                )
-                rerun[0].log_points("train/samples", step, plane(snapshot, cfg.dataset))
-            every = cmd.checkpoint_every
-            if every and step // every > previous_step // every and step < cfg.train.train_steps:
-                save_checkpoint(state)
-    except KeyboardInterrupt:
+            on_chunk=on_chunk,
+            checkpoint_path=model_path,
+            checkpoint_every=cmd.checkpoint_every,
+        )
+    except Interrupted as interrupt:
         bar.close()
-        save_checkpoint(state)
+        interrupt.state.save(model_path)
         if rerun:
             rerun[0].close()
         print(
-            f"interrupted: saved step {int(state.step)} to {model_path}; continue with "
+            f"interrupted: saved step {interrupt.state.step} to {model_path}; continue with "
             f"`train --resume --model-path {model_path}`",
             file=sys.stderr,
         )
@@ -677,19 +608,20 @@ def run_train(cmd: TrainCommand) -> None:
             rerun[0].__exit__(type(err), err, err.__traceback__)
         raise
     bar.close()
-    elapsed = time.perf_counter() - start
-    all_losses = np.concatenate(losses) if losses else np.zeros(0)
-    save_checkpoint(state)
+    elapsed = finish - start
+    all_losses = state.losses
     if writer:
         plots.save_loss_curve(
             loss_path, all_losses, title=f"{describe(cfg)} on {name_of(cfg.dataset)}"
         )
 
     label_key, data_key, metric_key = (
-        key_stream(eval_key, s) for s in ("labels", "data", "metrics")
+        key_stream(keys.evaluate, s) for s in ("labels", "data", "metrics")
     )
     labels = sampling_labels(cfg, SamplerConfig(), None, label_key, cmd.num_samples)
-    result = sample(strategy, state.ema_model, sample_key, cmd.num_samples, data_dim, labels=labels)
+    result = sample(
+        strategy, state.ema_model, keys.sample, cmd.num_samples, data_dim, labels=labels
+    )
     samples = np.asarray(result.samples)
     data, data_labels = fresh_data(cfg, data_key, cmd.num_samples)
     if writer:
@@ -699,7 +631,7 @@ def run_train(cmd: TrainCommand) -> None:
     if rerun:
         rerun[0].close()
 
-    trained = int(state.step) - first_step
+    trained = state.step - first_step
     say(f"trained {trained} steps in {elapsed:.1f} s ({trained / max(elapsed, 1e-9):.0f} steps/s)")
     if all_losses.size:
         tail = all_losses[-100:]

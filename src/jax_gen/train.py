@@ -17,7 +17,7 @@ gradient is all-reduced by XLA. On one device this is the plain loop; on n devic
 and weights equal the one-device run's up to the order of float additions.
 """
 
-import zlib
+import functools
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -57,46 +57,15 @@ class Chunk(NamedTuple):
     losses: Float[Array, " steps"]
 
 
-def key_stream(key: PRNGKeyArray, name: str) -> PRNGKeyArray:
-    """The key of the named stream ``name`` under ``key``: ``fold_in(key, crc32(name))``.
-
-    ``split(key, n)[i]`` equals ``fold_in(key, i)`` (JAX's partitionable threefry), so keys
-    derived by splitting with small indices collide across uses: the evaluation's fresh data
-    once were, bit for bit, the first training batch. A stream named by its CRC-32 (a number in
-    the billions) shares no key with a split of the same parent, nor with another name.
-    """
-    return jax.random.fold_in(key, zlib.crc32(name.encode()))
-
-
-class RunKeys(NamedTuple):
-    """The independent keys of one run, all from its seed, one named stream each."""
-
-    init: PRNGKeyArray
-    """Initialises the network."""
-    train: PRNGKeyArray
-    """Every data and noise draw of training (step s uses ``fold_in(train, s)``)."""
-    sample: PRNGKeyArray
-    """Samples drawn after training."""
-    evaluate: PRNGKeyArray
-    """Fresh data and the metrics' own draws after training."""
-
-
-def run_keys(seed: int) -> RunKeys:
-    """The keys of a run with this seed: one convention, so runs agree wherever they start.
-
-    ``init`` and ``train`` are the first two keys of ``split(key(seed), 3)``; ``sample`` and
-    ``evaluate`` are the named streams of :func:`key_stream`.
-    """
-    root = jax.random.key(seed)
-    init, train, _ = jax.random.split(root, 3)
-    return RunKeys(init, train, key_stream(root, "sample"), key_stream(root, "evaluate"))
-
-
+@functools.cache
 def make_optimizer(cfg: OptimizerConfig, train_steps: int) -> optax.GradientTransformation:
     """Adam with global-norm clipping and a warmup-then-cosine learning rate.
 
     The rate rises linearly from 0 to ``learning_rate`` over ``warmup_steps`` then follows a
     cosine down to ``final_lr_fraction * learning_rate`` at ``train_steps``.
+
+    The same arguments give the same object: the compiled chunk (:func:`train_chunk`) is keyed
+    on the optimizer's functions, so two runs of one config share their compiled code.
     """
     warmup = min(cfg.warmup_steps, max(train_steps - 1, 0))
     schedule = optax.warmup_cosine_decay_schedule(
@@ -359,7 +328,11 @@ def train(
     on_chunk: Callable[[Chunk], None] | None = None,
     mesh: Mesh | None = None,
 ) -> tuple[eqx.Module, eqx.Module, Float[Array, " steps"]]:
-    """Trains ``model`` from scratch.
+    """Trains ``model`` from scratch and returns the models alone.
+
+    A convenience for a strategy and network built by hand. :func:`jax_gen.engine.fit` trains
+    a config the same way and returns the whole state (optimizer state, step), saves
+    checkpoints, stops on divergence and resumes.
 
     Args:
         strategy: what to learn (its ``loss_fn`` is averaged over each batch).
