@@ -17,7 +17,7 @@ from jax_gen.config import (
 )
 from jax_gen.models import create_model
 from jax_gen.parameterization import path_coefficients
-from jax_gen.samplers import sample
+from jax_gen.sampling import sample
 from jax_gen.schedules import VEGeometricSchedule
 from jax_gen.strategies import ScoreMatchingStrategy, create_strategy, measure_on_data
 from jax_gen.train import train
@@ -296,3 +296,19 @@ def test_ode_and_sde_samples_of_off_centre_data_land_at_its_mean():
             samples = np.asarray(sample(strategy, oracle, jax.random.key(0), n, 2, cfg).samples)
             error = np.max(np.abs(samples.mean(0) - OFF_CENTRE))
             assert (error < 4 * STD / n**0.5) == close, (cfg.sampler, error)
+
+
+def test_training_stores_the_data_mean_as_the_source_mean():
+    from jax_gen.config import CatConfig, ExperimentConfig
+    from jax_gen.data import get_batch
+    from jax_gen.engine import init_state
+
+    cfg = ExperimentConfig(strategy=ScoreMatchingStrategyConfig(), dataset=CatConfig())
+    state = init_state(cfg)
+    n = 100_000
+    x = np.asarray(get_batch(jax.random.key(9), cfg.dataset, n))
+    mean = np.asarray(state.config.strategy.source_mean)
+    assert np.linalg.norm(x.mean(0)) > 0.3  # the cat is off the origin
+    np.testing.assert_allclose(mean, x.mean(0), atol=4 * x.std(0).max() / 10_000**0.5)
+    explicit = ExperimentConfig(strategy=ScoreMatchingStrategyConfig(source_mean=(1.0, 2.0)))
+    assert init_state(explicit).config == explicit

@@ -31,7 +31,7 @@ from jax_gen.config import DatasetConfig, ExperimentConfig
 from jax_gen.data import data_dim as dataset_dim
 from jax_gen.data import get_batch
 from jax_gen.models import create_model
-from jax_gen.strategies import Strategy, create_strategy
+from jax_gen.strategies import Strategy, create_strategy, measure_on_data
 from jax_gen.train import (
     TrainState,
     init_train_state,
@@ -173,11 +173,17 @@ def check_dataset(dataset: DatasetConfig) -> None:
     get_batch(jax.random.key(0), dataset, 1)
 
 
+MEASURE_POINTS = 10_000
+"""Data points a strategy's data statistics (score matching's source mean) are measured on."""
+
+
 def init_state(
     config: ExperimentConfig, *, seed: int | None = None, key: PRNGKeyArray | None = None
 ) -> FitState:
     """The state at step 0: the network initialised with the run's ``init`` key, its EMA equal
-    to it, the optimizer's state fresh.
+    to it, the optimizer's state fresh, and the strategy's config completed with what it
+    measures on the data (:func:`jax_gen.strategies.measure_on_data`, on ``MEASURE_POINTS``
+    fresh points of the ``init`` key's ``"measure"`` stream), so the checkpoint stores it.
 
     Args:
         config: what to train.
@@ -186,6 +192,10 @@ def init_state(
     """
     keys = run_keys(config.train.seed if seed is None else seed, key=key)
     data_dim = dataset_dim(config.dataset)
+    points = get_batch(key_stream(keys.init, "measure"), config.dataset, MEASURE_POINTS)
+    config = dataclasses.replace(
+        config, strategy=measure_on_data(config.strategy, np.asarray(points))
+    )
     num_classes = model_num_classes(config.dataset, config.train)
     model = create_model(config.model, keys.init, data_dim, num_classes)
     optimizer = make_optimizer(config.optimizer, config.train.train_steps)
@@ -281,6 +291,7 @@ def fit(
     keys = run_keys(train_cfg.seed, key=key)
     if state is None:
         current = init_state(config, key=key)
+        config = current.config  # with what the strategy measured on the data
         saved_step = None
     else:
         if state.config != config:
