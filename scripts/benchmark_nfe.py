@@ -52,7 +52,7 @@ from jax_gen.config import (
 from jax_gen.data import get_batch, is_planar
 from jax_gen.engine import fit, run_keys
 from jax_gen.metrics import distance_and_floor
-from jax_gen.samplers import STOCHASTIC, nfe_schedule, sample
+from jax_gen.sampling import STOCHASTIC, nfe_schedule, sample
 from jax_gen.strategies import create_strategy
 
 # The 2-D datasets: digits are 64-D images, with no plane to plot or compare in.

@@ -31,7 +31,7 @@ import jax
 from jax_gen import config
 from jax_gen.config import MLPConfig, SamplerConfig
 from jax_gen.models import create_model
-from jax_gen.samplers import evals_per_step, nfe_schedule, sample
+from jax_gen.sampling import evals_per_step, nfe_schedule, sample
 from jax_gen.strategies import create_strategy
 
 STRATEGIES = {name: cls() for name, cls in config.STRATEGIES.items()}

@@ -47,7 +47,7 @@ from jax_gen.config import (
 from jax_gen.data import get_batch
 from jax_gen.engine import fit, init_state, run_keys, warm_up
 from jax_gen.metrics import distance_and_floor
-from jax_gen.samplers import sample
+from jax_gen.sampling import sample
 from jax_gen.strategies import create_strategy
 
 STRATEGIES = {name: cls() for name, cls in config.STRATEGIES.items()}

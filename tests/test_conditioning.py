@@ -24,7 +24,7 @@ from jax_gen.config import (
 )
 from jax_gen.data import data_dim, gaussian_mixture_centres, get_labeled_batch, num_classes
 from jax_gen.models import ClassConditioned, Guided, create_model
-from jax_gen.samplers import sample
+from jax_gen.sampling import sample
 from jax_gen.strategies import create_strategy
 from jax_gen.train import model_num_classes, train
 

@@ -27,7 +27,7 @@ from jax_gen.coupling import (
 from jax_gen.data import get_batch
 from jax_gen.metrics import distance_and_floor
 from jax_gen.models import create_model
-from jax_gen.samplers import ODE_SAMPLERS, STOCHASTIC, sample
+from jax_gen.sampling import ODE_SAMPLERS, STOCHASTIC, sample
 from jax_gen.strategies import create_strategy
 from jax_gen.train import _COUPLING_STREAM, batch_loss, train
 

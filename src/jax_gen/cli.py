@@ -68,7 +68,7 @@ from jax_gen.metrics import (
     sliced_wasserstein,
 )
 from jax_gen.parallel import check_batch_size, data_mesh, num_devices
-from jax_gen.samplers import sample
+from jax_gen.sampling import sample
 from jax_gen.strategies import create_strategy
 from jax_gen.train import check_conditioning
 

@@ -15,7 +15,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
 from jax_gen import likelihood
 from jax_gen.parameterization import Parameterization, path_coefficients, velocity
-from jax_gen.samplers import sample
+from jax_gen.sampling import sample
 from jax_gen.schedules import Schedule
 
 Model = eqx.Module  # any callable model(t, x) on one point (model(t, x, label) if conditional)
@@ -55,7 +55,7 @@ class Strategy(eqx.Module):
     def training_levels(self) -> int | None:
         """L when the network is trained only at the times k / L (k = 0..L); None for any t.
 
-        Samplers move their grid onto these times (:func:`jax_gen.samplers.snap_to_levels`):
+        Samplers move their grid onto these times (:func:`jax_gen.sampling.snap_to_levels`):
         between them such a network answers for inputs it never saw.
         """
         return None

@@ -1,0 +1,181 @@
+"""The sampling loop: a solver's step over a time grid, fused into one ``lax.scan``.
+
+The loop owns everything around the solver: the step count (resolved once, here), the grid
+and its move onto a discrete-time strategy's training levels, the keys, guidance and the
+counting of network evaluations. The solver only steps.
+"""
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
+
+from jax_gen.config import SamplerConfig
+from jax_gen.sampling.grids import snap_to_levels, time_grid
+from jax_gen.sampling.guidance import check_labels, guided_calls
+from jax_gen.sampling.registry import grid_kind, samplers, solver_for
+from jax_gen.sampling.solver import (
+    AbstractAdaptiveSolver,
+    AbstractFixedStepSolver,
+    AbstractSolver,
+    Interval,
+    Network,
+)
+
+
+class SampleResult(NamedTuple):
+    samples: Float[Array, "n d"]
+    trajectory: Float[Array, "steps+1 n d"]
+    nfe: Int[Array, ""]
+    """Network evaluations per point."""
+
+
+def sample(
+    strategy,
+    model,
+    key: PRNGKeyArray,
+    num_samples: int,
+    data_dim: int,
+    cfg: SamplerConfig | None = None,
+    labels: Int[ArrayLike, " n"] | None = None,
+) -> SampleResult:
+    """Draws ``num_samples`` points with the sampler ``cfg`` describes.
+
+    With ``labels``, point i is drawn from class ``labels[i]`` of a class-conditional model,
+    guided with ``cfg.guidance_scale`` (:class:`~jax_gen.models.Guided`: every network call of
+    the sampler is the guided prediction); without, the model is called as ``model(t, x)``.
+
+    Args:
+        strategy: a trained strategy's definition (DDPM, flow matching, score matching, ...).
+        model: the network, ``model(t, x)`` on one point.
+        key: the key of the source draw and of every noise draw.
+        num_samples, data_dim: shape of the output.
+        cfg: which sampler (:data:`~jax_gen.sampling.SOLVERS`), its number of steps (default:
+            the strategy's ``num_transport_steps``) and its options.
+        labels: int class labels, shape (num_samples,), or None.
+
+    Returns:
+        The samples, the trajectory (num_steps + 1 frames, frame 0 the source) and the NFE
+        (network evaluations per point, both calls of a guided prediction counted).
+
+    Raises:
+        ValueError: an invalid option, a sampler that needs the score of a strategy without
+            one, or a sampler that stays on the training levels (``default``) asked for more
+            steps than the levels a discrete-time strategy was trained at.
+    """
+    cfg = SamplerConfig() if cfg is None else cfg
+    cfg.validate()
+    solver = solver_for(cfg)
+    labels = check_labels(labels, num_samples, cfg.guidance_scale)
+    if solver.needs_score and not strategy.has_score():
+        raise ValueError(
+            f"sampler {cfg.sampler} needs the score, which a flow trained with coupled (optimal "
+            f"transport) pairs does not give; use an ODE sampler "
+            f"({', '.join(samplers(needs_score=False))})"
+        )
+    num_steps = cfg.num_sampling_steps or strategy.num_transport_steps
+    levels = strategy.training_levels()
+    if not solver.leaves_levels and levels is not None and num_steps > levels:
+        raise ValueError(
+            f"the {cfg.sampler} sampler steps from one training level to the next, so it takes "
+            f"at most the {levels} levels the network was trained at, not {num_steps}; use "
+            f"another sampler (ddim, heun, dpm-solver, ...) for more steps"
+        )
+    # A solver that stays on the training levels always runs on them; the others are moved
+    # onto them unless told not to, and only when they fit.
+    snap = (
+        (cfg.snap_to_training_times or not solver.leaves_levels)
+        and levels is not None
+        and num_steps <= levels
+    )
+    result = _sample(
+        strategy,
+        model,
+        solver,
+        key,
+        num_samples,
+        data_dim,
+        num_steps,
+        grid_kind(cfg),
+        levels if snap else None,
+        labels,
+        cfg.guidance_scale,
+    )
+    return result._replace(nfe=result.nfe * guided_calls(cfg, labels is not None))
+
+
+@eqx.filter_jit
+def _sample(
+    strategy,
+    model,
+    solver: AbstractSolver,
+    key,
+    num_samples,
+    data_dim,
+    num_steps,
+    kind,
+    levels,
+    labels,
+    guidance_scale,
+) -> SampleResult:
+    source_key, path_key = jax.random.split(key)
+    z0 = strategy.sample_from_source_distribution(source_key, num_samples, data_dim)
+    network = Network(strategy, model, labels, guidance_scale)
+    if isinstance(solver, AbstractAdaptiveSolver):
+        trajectory, nfe = solver.solve(network, z0, num_steps)
+        return SampleResult(trajectory[-1], trajectory, nfe)
+    grid, dt = _grid(strategy, num_steps, kind, levels)
+    intervals = Interval(grid[:-1], grid[1:], dt, jnp.arange(num_steps))
+    samples, trajectory = integrate(solver, network, z0, grid, intervals, path_key)
+    return SampleResult(
+        samples, trajectory, jnp.asarray(num_steps * solver.evals_per_step(strategy))
+    )
+
+
+def _grid(strategy, num_steps: int, kind: str, levels: int | None):
+    """The grid (N + 1 times) and the N step lengths: exactly 1 / N on the plain uniform grid
+    (all steps equal, unlike differences of the rounded grid times), else the differences of
+    the ``kind`` grid (:func:`time_grid`), moved onto the ``levels`` if given
+    (:func:`snap_to_levels`)."""
+    if kind == "uniform" and levels is None:
+        return time_grid(None, num_steps), jnp.full(num_steps, 1.0 / num_steps)
+    grid = time_grid(strategy.schedule, num_steps, kind)
+    if levels is not None:
+        grid = snap_to_levels(grid, levels)
+    return grid, jnp.diff(grid)
+
+
+def integrate(
+    solver: AbstractFixedStepSolver,
+    network: Network,
+    z0: Float[Array, "n d"],
+    grid: Float[Array, " steps+1"],
+    intervals: Interval,
+    key: PRNGKeyArray,
+) -> tuple[Float[Array, "n d"], Float[Array, "steps+1 n d"]]:
+    """Runs ``z_{i+1}, c_{i+1} = solver.step(network, interval_i, z_i, key_i, c_i)`` in one scan.
+
+    Args:
+        solver: the fixed-step solver; ``c_0 = solver.init(network, grid, z0)``.
+        network: the model as the solver reads it.
+        z0: the starting points, shape (n, d).
+        grid: the N + 1 grid times.
+        intervals: the N steps, each field with a leading axis of length N.
+        key: split into one independent key per step.
+
+    Returns:
+        The final points (n, d) and the trajectory (N + 1, n, d) whose frame 0 is ``z0``.
+    """
+    keys = jax.random.split(key, intervals.t.shape[0])
+
+    def body(state, inputs):
+        z, carry = state
+        interval, step_key = inputs
+        z_next, carry = solver.step(network, interval, z, step_key, carry)
+        return (z_next, carry), z_next
+
+    init = (z0, solver.init(network, grid, z0))
+    (final, _), states = jax.lax.scan(body, init, (intervals, keys))
+    return final, jnp.concatenate([z0[None], states])
