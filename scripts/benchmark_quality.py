@@ -26,6 +26,7 @@ from jax_gen.config import (
 from jax_gen.data import get_batch, is_planar
 from jax_gen.engine import fit, run_keys
 from jax_gen.metrics import distance_and_floor
+from jax_gen.sampling import sample
 from jax_gen.strategies import create_strategy
 
 # The 2-D datasets: digits are 64-D images, with no plane to plot or compare in.
@@ -41,9 +42,7 @@ def evaluate(dataset, strategy_cfg, train_cfg, num_samples, seed, repeats):
     fitted = fit(cfg, check_finite=False)  # returns with the losses on the host
     seconds = time.perf_counter() - start
     strategy = create_strategy(strategy_cfg)
-    samples, _ = strategy.sample_from_target_distribution(
-        fitted.ema_model, keys.sample, num_samples, 2
-    )
+    samples = sample(strategy, fitted.ema_model, keys.sample, num_samples, 2).samples
     distance, floor = distance_and_floor(
         samples, lambda k, n: get_batch(k, dataset, n), keys.evaluate, repeats
     )

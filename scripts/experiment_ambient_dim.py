@@ -68,6 +68,7 @@ from jax_gen.data import data_dim, from_plane, get_batch, is_planar, to_plane
 from jax_gen.engine import fit, run_keys
 from jax_gen.metrics import distance_and_floor
 from jax_gen.parameterization import Parameterization
+from jax_gen.sampling import sample
 from jax_gen.strategies import create_strategy
 
 # The 2-D datasets: digits are 64-D images, with no plane to plot or compare in.
@@ -188,9 +189,7 @@ def run_cell(
     fitted = fit(cfg, strategy=strategy, check_finite=False)  # returns with the losses on host
     seconds = time.perf_counter() - start
 
-    samples, _ = strategy.sample_from_target_distribution(
-        fitted.ema_model, keys.sample, num_samples, dim
-    )
+    samples = sample(strategy, fitted.ema_model, keys.sample, num_samples, dim).samples
     plane = to_plane(samples, dataset_cfg)
     off_plane = float(jnp.mean(jnp.linalg.norm(samples - from_plane(plane, dataset_cfg), axis=1)))
     ambient_key, plane_key = jax.random.split(keys.evaluate)

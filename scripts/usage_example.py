@@ -7,6 +7,7 @@ import optax
 from jax_gen.config import CatConfig, DDPMStrategyConfig, MLPConfig
 from jax_gen.data import get_batch
 from jax_gen.models import create_model
+from jax_gen.sampling import sample
 from jax_gen.strategies import create_strategy
 
 strategy = create_strategy(DDPMStrategyConfig(num_transport_steps=50))
@@ -36,7 +37,5 @@ for i in range(num_steps):
     model, opt_state, loss = step(model, opt_state, jax.random.fold_in(train_key, i))
 print(f"final loss {float(loss):.4f}")
 
-samples, trajectory = strategy.sample_from_target_distribution(
-    model, sample_key, num_samples=1000, data_dim=2
-)
+samples, trajectory, _ = sample(strategy, model, sample_key, num_samples=1000, data_dim=2)
 print(samples.shape, trajectory.shape)  # (1000, 2) (51, 1000, 2)

@@ -30,6 +30,7 @@ from jax_gen.config import (
     validate_all,
 )
 from jax_gen.recording import read_recording
+from jax_gen.sampling import sample
 from jax_gen.strategies import create_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,9 +133,9 @@ def test_train_generate_animate_end_to_end(in_tmp, capsys, strategy):
     trajectory_bounds = None
     saved = checkpoint.load(path)
     strategy_obj = cli.create_strategy(saved.config.strategy)
-    _, trajectory = strategy_obj.sample_from_target_distribution(
-        saved.state.ema_model, cli.sampling_keys(0)[0], 300, 2
-    )
+    trajectory = sample(
+        strategy_obj, saved.state.ema_model, cli.sampling_keys(0)[0], 300, 2
+    ).trajectory
     trajectory = np.asarray(trajectory)
     np.testing.assert_allclose(trajectory[-1], samples, rtol=1e-5, atol=1e-5)
     trajectory_bounds = animation.trajectory_bounds(trajectory)

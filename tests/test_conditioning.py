@@ -23,8 +23,8 @@ from jax_gen.config import (
     TrainConfig,
 )
 from jax_gen.data import data_dim, gaussian_mixture_centres, get_labeled_batch, num_classes
-from jax_gen.models import ClassConditioned, Guided, create_model
-from jax_gen.sampling import sample
+from jax_gen.models import ClassConditioned, create_model
+from jax_gen.sampling import Guided, sample
 from jax_gen.strategies import create_strategy
 from jax_gen.train import model_num_classes, train
 
@@ -66,9 +66,9 @@ def nearest_component(samples):
 @pytest.mark.parametrize("label", range(4))
 def test_conditional_samples_land_on_their_component(mixture_model, label):
     strategy, model = mixture_model
-    samples, _ = strategy.sample_from_target_distribution(
-        ClassConditioned(model, label), jax.random.key(label), 500, 2
-    )
+    samples = sample(
+        strategy, ClassConditioned(model, label), jax.random.key(label), 500, 2
+    ).samples
     centre = gaussian_mixture_centres(GMM)[label]
     assert np.mean(nearest_component(samples) == label) > 0.9
     assert np.mean(np.linalg.norm(np.asarray(samples) - centre, axis=1) < 1.0) > 0.8
@@ -89,9 +89,7 @@ def test_a_local_euler_sampler_on_the_conditional_velocity_agrees(mixture_model)
 
 def test_null_class_samples_the_whole_mixture(mixture_model):
     strategy, model = mixture_model
-    samples, _ = strategy.sample_from_target_distribution(
-        ClassConditioned(model, None), jax.random.key(9), 1000, 2
-    )
+    samples = sample(strategy, ClassConditioned(model, None), jax.random.key(9), 1000, 2).samples
     shares = np.bincount(nearest_component(samples), minlength=4) / 1000
     assert shares.min() > 0.15, f"the null class covers every component: {shares}"
 

@@ -149,7 +149,7 @@ def test_gaussian_log_prob_matches_the_closed_form_flow(cfg):
     x = gaussian_points()
     # Tight tolerances, so that the solver's error (~3e-3 nats at the 6-sigma points with the
     # default 1e-5, ~1e-4 at typical ones) stays well below the tolerance of the comparison.
-    log_p = np.asarray(strategy.log_prob(oracle, x, rtol=1e-6, atol=1e-6))
+    log_p = np.asarray(log_prob(strategy, oracle, x, rtol=1e-6, atol=1e-6))
     assert log_p.shape == (len(x),)
     np.testing.assert_allclose(log_p, expected_log_prob(strategy, x), rtol=0, atol=5e-4)
 

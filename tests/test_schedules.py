@@ -5,6 +5,7 @@ import pytest
 from helpers import SCHEDULES, GaussianOracle
 
 from jax_gen.config import DDPMStrategyConfig, FlowMatchingStrategyConfig
+from jax_gen.sampling import sample
 from jax_gen.schedules import (
     CosinePath,
     LinearPath,
@@ -206,9 +207,13 @@ def test_configs_select_the_schedule():
 )
 def test_exact_denoiser_samples_the_gaussian_data_on_every_path(cfg):
     strategy = create_strategy(cfg)
-    samples, _ = strategy.sample_from_target_distribution(
-        GaussianOracle(strategy, MEAN, STD), jax.random.key(0), num_samples=4000, data_dim=2
-    )
+    samples = sample(
+        strategy,
+        GaussianOracle(strategy, MEAN, STD),
+        jax.random.key(0),
+        num_samples=4000,
+        data_dim=2,
+    ).samples
     assert np.all(np.isfinite(samples))
     np.testing.assert_allclose(samples.mean(0), MEAN, atol=0.05)
     np.testing.assert_allclose(samples.std(0), STD, rtol=0.03)

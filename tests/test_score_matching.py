@@ -10,8 +10,8 @@ from jax_gen.config import (
     FlowMatchingStrategyConfig,
     GaussianMixtureConfig,
     MLPConfig,
-    SamplerConfig,
     OptimizerConfig,
+    SamplerConfig,
     ScoreMatchingStrategyConfig,
     TrainConfig,
 )
@@ -118,8 +118,8 @@ def test_training_times_are_exactly_the_levels_the_sampler_visits(num_levels):
     strategy = score_matching(num_transport_steps=num_levels)
     keys = jax.random.split(jax.random.key(0), 4000)
     levels = strategy.time_grid()[1:]  # the sampler's step from grid[k - 1] runs at grid[k]
-    for sample in (jax.vmap(strategy.sample_time), jax.jit(jax.vmap(strategy.sample_time))):
-        times = np.asarray(sample(keys))
+    for draw in (jax.vmap(strategy.sample_time), jax.jit(jax.vmap(strategy.sample_time))):
+        times = np.asarray(draw(keys))
         assert set(times.tolist()) == set(np.asarray(levels).tolist())  # bitwise the same floats
     visited = strategy.level_index(strategy.time_grid()[:-1]) + 1
     np.testing.assert_array_equal(visited, np.arange(1, num_levels + 1))
@@ -180,7 +180,7 @@ def test_no_nan_or_inf_at_the_ends(prediction):
 def test_exact_score_samples_the_mixture_with_its_weights(prediction):
     strategy = score_matching(prediction=prediction)
     oracle = MixtureOracle(strategy, MIX_MEANS, MIX_WEIGHTS, MIX_STD)
-    samples, _ = strategy.sample_from_target_distribution(oracle, jax.random.key(0), 4000, 2)
+    samples = sample(strategy, oracle, jax.random.key(0), 4000, 2).samples
     samples = np.asarray(samples)
     nearest = np.linalg.norm(samples[:, None] - MIX_MEANS[None], axis=-1).argmin(axis=1)
     shares = np.bincount(nearest, minlength=4) / len(samples)
@@ -194,7 +194,7 @@ def test_exact_score_samples_the_mixture_with_its_weights(prediction):
 def test_exact_score_samples_a_single_gaussian():
     strategy = score_matching()
     oracle = GaussianOracle(strategy, MEAN, STD)
-    samples, _ = strategy.sample_from_target_distribution(oracle, jax.random.key(0), 8000, 2)
+    samples = sample(strategy, oracle, jax.random.key(0), 8000, 2).samples
     np.testing.assert_allclose(samples.mean(0), MEAN, atol=0.03)
     np.testing.assert_allclose(samples.std(0), STD, rtol=0.04)
 
@@ -205,9 +205,9 @@ def test_default_step_size_leaves_little_excess_spread():
     errors = []
     for step_size in (0.05, 0.2, 0.5):
         strategy = score_matching(step_size=step_size)
-        samples, _ = strategy.sample_from_target_distribution(
-            GaussianOracle(strategy, MEAN, STD), jax.random.key(3), 4000, 2
-        )
+        samples = sample(
+            strategy, GaussianOracle(strategy, MEAN, STD), jax.random.key(3), 4000, 2
+        ).samples
         errors.append(float(samples.std(0).mean() / STD - 1))
     assert errors[0] > 0.15 and errors[0] > errors[1] > errors[2]
     assert abs(errors[2]) < 0.04
@@ -217,13 +217,13 @@ def test_default_step_size_leaves_little_excess_spread():
 def test_trajectory_starts_from_sigma_max_noise_and_is_deterministic():
     strategy, model = score_matching(num_transport_steps=10, langevin_steps=5), tiny_model()
     key = jax.random.key(42)
-    a, traj_a = strategy.sample_from_target_distribution(model, key, 2000, 2)
-    b, traj_b = strategy.sample_from_target_distribution(model, key, 2000, 2)
+    a, traj_a, _ = sample(strategy, model, key, 2000, 2)
+    b, traj_b, _ = sample(strategy, model, key, 2000, 2)
     assert traj_a.shape == (11, 2000, 2)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(traj_a, traj_b)
     np.testing.assert_array_equal(traj_a[-1], a)
-    c, _ = strategy.sample_from_target_distribution(model, jax.random.key(43), 2000, 2)
+    c = sample(strategy, model, jax.random.key(43), 2000, 2).samples
     assert not np.allclose(a, c)
     np.testing.assert_allclose(traj_a[0].std(0), SIGMA_MAX, rtol=0.05)
     source_key, _ = jax.random.split(key)
@@ -250,9 +250,9 @@ def test_tiny_model_lands_samples_on_the_four_modes():
     # Beside the exact score sampled from the same noise: the Langevin chain's own error (2-3%
     # excess spread at the default step size) is not the network's.
     n, key = 2000, jax.random.key(7)
-    samples, _ = strategy.sample_from_target_distribution(ema_model, key, n, 2)
+    samples = sample(strategy, ema_model, key, n, 2).samples
     oracle = MixtureOracle(strategy, corners, np.full(4, 0.25), gmm.std)
-    exact, _ = strategy.sample_from_target_distribution(oracle, key, n, 2)
+    exact = sample(strategy, oracle, key, n, 2).samples
     samples, exact = np.asarray(samples), np.asarray(exact)
     exact_shares, exact_spreads, _ = mode_statistics(exact, corners)
     assert np.all(np.abs(exact_shares - 0.25) < 4 * np.sqrt(0.25 * 0.75 / n)), exact_shares

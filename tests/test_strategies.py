@@ -12,6 +12,7 @@ from jax_gen.config import (
 )
 from jax_gen.models import create_model
 from jax_gen.parameterization import path_coefficients
+from jax_gen.sampling import sample
 from jax_gen.strategies import DDPMStrategy, FlowMatchingStrategy, create_strategy
 
 MEAN, STD = jnp.array([2.0, -1.0]), 0.5
@@ -101,8 +102,8 @@ def test_no_nan_or_inf_at_the_ends(cfg, t):
 def test_exact_denoiser_samples_the_gaussian_data(cfg):
     strategy = create_strategy(cfg)
     oracle = GaussianOracle(strategy, MEAN, STD)
-    samples, trajectory = strategy.sample_from_target_distribution(
-        oracle, jax.random.key(0), num_samples=4000, data_dim=2
+    samples, trajectory, _ = sample(
+        strategy, oracle, jax.random.key(0), num_samples=4000, data_dim=2
     )
     assert trajectory.shape == (cfg.num_transport_steps + 1, 4000, 2)
     np.testing.assert_array_equal(trajectory[-1], samples)
@@ -116,9 +117,9 @@ def test_ddpm_variance_bias_vanishes_as_steps_grow():
     errors = []
     for num_steps in (20, 100, 1000):
         strategy = create_strategy(DDPMStrategyConfig(num_transport_steps=num_steps))
-        samples, _ = strategy.sample_from_target_distribution(
-            GaussianOracle(strategy, MEAN, STD), jax.random.key(0), 8000, 2
-        )
+        samples = sample(
+            strategy, GaussianOracle(strategy, MEAN, STD), jax.random.key(0), 8000, 2
+        ).samples
         errors.append(float(jnp.abs(samples.std(0) - STD).mean()))
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 0.015
@@ -128,11 +129,11 @@ def test_ddpm_variance_bias_vanishes_as_steps_grow():
 def test_sampling_is_deterministic_and_starts_from_the_source(cfg):
     strategy, model = create_strategy(cfg), tiny_model()
     key = jax.random.key(42)
-    a, traj_a = strategy.sample_from_target_distribution(model, key, 64, 2)
-    b, traj_b = strategy.sample_from_target_distribution(model, key, 64, 2)
+    a, traj_a, _ = sample(strategy, model, key, 64, 2)
+    b, traj_b, _ = sample(strategy, model, key, 64, 2)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(traj_a, traj_b)
-    c, _ = strategy.sample_from_target_distribution(model, jax.random.key(43), 64, 2)
+    c = sample(strategy, model, jax.random.key(43), 64, 2).samples
     assert not np.allclose(a, c)
     source_key, _ = jax.random.split(key)
     np.testing.assert_array_equal(

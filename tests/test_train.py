@@ -19,6 +19,7 @@ from jax_gen.config import (
 from jax_gen.data import get_batch
 from jax_gen.models import create_model
 from jax_gen.parameterization import path_coefficients
+from jax_gen.sampling import sample
 from jax_gen.strategies import create_strategy
 from jax_gen.train import (
     check_conditioning,
@@ -122,8 +123,8 @@ def test_tiny_model_lands_samples_on_the_four_modes(name, cfg):
     # The reference is the exact denoiser sampled from the same noise, not the data: DDPM's
     # 100-step chain alone leaves the modes 7-13% narrow (it converges with the number of steps).
     n, key = 2000, jax.random.key(7)
-    samples, _ = strategy.sample_from_target_distribution(ema_model, key, n, 2)
-    exact, _ = strategy.sample_from_target_distribution(MixtureOracle(strategy), key, n, 2)
+    samples = sample(strategy, ema_model, key, n, 2).samples
+    exact = sample(strategy, MixtureOracle(strategy), key, n, 2).samples
     samples, exact = np.asarray(samples), np.asarray(exact)
     exact_shares, exact_spreads, _ = mode_statistics(exact, CORNERS)
     assert np.all(np.abs(exact_shares - 0.25) < 4 * np.sqrt(0.25 * 0.75 / n)), exact_shares

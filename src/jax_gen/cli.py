@@ -575,9 +575,13 @@ def run_train(cmd: TrainCommand) -> None:
         if rerun:
             rerun[0].log_losses(step - chunk_losses.size, chunk_losses)
         if rerun and is_planar(cfg.dataset):
-            snapshot, _ = strategy.sample_from_target_distribution(
-                progress.state.ema_model, jax.random.fold_in(keys.sample, step), 500, data_dim
-            )
+            snapshot = sample(
+                strategy,
+                progress.state.ema_model,
+                jax.random.fold_in(keys.sample, step),
+                500,
+                data_dim,
+            ).samples
             rerun[0].log_points("train/samples", step, plane(snapshot, cfg.dataset))
         finish = time.perf_counter()
 

@@ -29,13 +29,15 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
+from jax_gen.strategies.base import Model, Strategy
+
 Estimator = Literal["exact", "hutchinson"]
 ESTIMATORS = ("exact", "hutchinson")
 
 
 def log_prob(
-    strategy,
-    model,
+    strategy: Strategy,
+    model: Model,
     x: Float[ArrayLike, "n d"],
     *,
     key: PRNGKeyArray | None = None,
@@ -124,7 +126,7 @@ def nats_per_dim(log_p: Float[ArrayLike, " n"], data_dim: int) -> float:
 
 @eqx.filter_jit
 def _log_prob(
-    strategy, model, x, key, num_probes, rtol, atol, max_steps
+    strategy: Strategy, model: Model, x, key, num_probes, rtol, atol, max_steps
 ) -> tuple[Float[Array, " n"], Int[Array, " n"]]:
     """log p_1 of each point and the number of solver steps it took."""
     if key is None:
@@ -148,7 +150,7 @@ def _divergence(velocity_at_t, z, probes) -> tuple[Float[Array, " d"], Float[Arr
 
 
 def _log_prob_one(
-    strategy, model, x, probes, rtol, atol, max_steps
+    strategy: Strategy, model: Model, x, probes, rtol, atol, max_steps
 ) -> tuple[Float[Array, ""], Int[Array, ""]]:
     """log p_1(x) of one point by the backward solve of (z, delta), and its number of steps."""
 

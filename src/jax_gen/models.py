@@ -13,10 +13,10 @@ the time embedding wherever the network reads time:
 so the layers after it keep their sizes. Row K of E is the *null class*: ``label=None`` (or the
 label K) means "no condition", and training with label dropout (``TrainConfig.label_dropout``)
 makes the one network learn both the conditional and the unconditional model that
-classifier-free guidance combines. An unconditional model (K = 0) has no embedding, is called
-as ``model(t, x)`` exactly as before, and raises if given a label, so a condition is never
-silently ignored. :class:`ClassConditioned` fixes the label, giving a plain ``model(t, x)`` for
-the samplers.
+classifier-free guidance combines (:class:`jax_gen.sampling.guidance.Guided`). An
+unconditional model (K = 0) has no embedding, is called as ``model(t, x)`` exactly as before,
+and raises if given a label, so a condition is never silently ignored.
+:class:`ClassConditioned` fixes the label, giving a plain ``model(t, x)`` for the samplers.
 """
 
 import functools
@@ -230,40 +230,6 @@ class ClassConditioned(eqx.Module):
 
     def __call__(self, t: Float[ArrayLike, ""], x: Float[Array, " dim"]) -> Float[Array, " dim"]:
         return self.model(t, x, label=self.label)
-
-
-class Guided(eqx.Module):
-    """Classifier-free guidance of a class-conditional model, as a model ``f(t, x)``:
-
-        f(t, x) = m(t, x, null) + w [m(t, x, y) - m(t, x, null)],
-
-    so w = 0 is exactly the unconditional network and w = 1 exactly the conditional one (one
-    network call each), and w > 1 pushes the prediction further towards class y (two calls).
-    The rule is linear in the network's output, and every conversion between x, eps, v and the
-    score is affine in that output at a fixed (t, z), so guiding the prediction guides all of
-    them by the same rule, whatever the parameterization: for eps-prediction it is the guided
-    score of Ho & Salimans, whose (1 + w') eps_y - w' eps_null is w = 1 + w'.
-
-    Reference: Ho & Salimans, "Classifier-Free Diffusion Guidance" (2022), eq. 6.
-    """
-
-    model: eqx.Module
-    label: Int[Array, ""]
-    scale: float = eqx.field(static=True)
-
-    def __init__(self, model: eqx.Module, label: Int[ArrayLike, ""], scale: float = 1.0):
-        self.model = model
-        self.label = jnp.asarray(label, jnp.int32)
-        self.scale = float(scale)
-
-    def __call__(self, t: Float[ArrayLike, ""], x: Float[Array, " dim"]) -> Float[Array, " dim"]:
-        if self.scale == 1.0:
-            return self.model(t, x, label=self.label)
-        unconditional = self.model(t, x, label=None)
-        if self.scale == 0.0:
-            return unconditional
-        conditional = self.model(t, x, label=self.label)
-        return unconditional + self.scale * (conditional - unconditional)
 
 
 @functools.singledispatch

@@ -35,7 +35,7 @@ A new sampler is a final class (:class:`AbstractFixedStepSolver`, or a Butcher t
 """
 
 from jax_gen.sampling.grids import BISECTION_STEPS, log_snr, snap_to_levels, time_grid
-from jax_gen.sampling.guidance import guided_calls
+from jax_gen.sampling.guidance import Guided, guided_calls
 from jax_gen.sampling.loop import SampleResult, integrate, sample
 from jax_gen.sampling.registry import (
     ODE_SAMPLERS,
@@ -64,6 +64,7 @@ __all__ = [
     "AbstractAdaptiveSolver",
     "AbstractFixedStepSolver",
     "AbstractSolver",
+    "Guided",
     "Interval",
     "Network",
     "SampleResult",

@@ -6,6 +6,7 @@ import diffrax
 import jax.numpy as jnp
 
 from jax_gen.sampling.solver import AbstractAdaptiveSolver, GridKind
+from jax_gen.strategies.base import Strategy
 
 TSIT5_EVALS_PER_STEP = 6
 """Tsit5 has 7 stages, the first equal to the last of the previous step (FSAL)."""
@@ -31,7 +32,7 @@ class Adaptive(AbstractAdaptiveSolver):
     time_grids: ClassVar[tuple[GridKind, ...]] = ("uniform",)
     leaves_levels: ClassVar[bool] = True
 
-    def evals_per_step(self, strategy) -> None:
+    def evals_per_step(self, strategy: Strategy) -> None:
         return None
 
     def solve(self, network, z, num_steps):

@@ -15,6 +15,7 @@ from jax_gen.parameterization import path_coefficients
 from jax_gen.sampling.grids import log_snr
 from jax_gen.sampling.solver import AbstractFixedStepSolver, GridKind
 from jax_gen.schedules import Schedule
+from jax_gen.strategies.base import Strategy
 
 
 class DDIM(AbstractFixedStepSolver):
@@ -37,7 +38,7 @@ class DDIM(AbstractFixedStepSolver):
     def stochastic(self) -> bool:
         return self.eta > 0
 
-    def evals_per_step(self, strategy) -> int:
+    def evals_per_step(self, strategy: Strategy) -> int:
         return 1
 
     def step(self, network, interval, z, key, carry):
@@ -54,7 +55,7 @@ class Ancestral(AbstractFixedStepSolver):
     time_grids: ClassVar[tuple[GridKind, ...]] = ("uniform", "logsnr")
     leaves_levels: ClassVar[bool] = True
 
-    def evals_per_step(self, strategy) -> int:
+    def evals_per_step(self, strategy: Strategy) -> int:
         return 1
 
     def step(self, network, interval, z, key, carry):
@@ -76,7 +77,7 @@ class DPMSolver(AbstractFixedStepSolver):
     time_grids: ClassVar[tuple[GridKind, ...]] = ("logsnr", "uniform")
     leaves_levels: ClassVar[bool] = True
 
-    def evals_per_step(self, strategy) -> int:
+    def evals_per_step(self, strategy: Strategy) -> int:
         return 1
 
     def init(self, network, grid, z):

@@ -23,6 +23,7 @@ from jax_gen.sampling.solver import (
     Interval,
     Network,
 )
+from jax_gen.strategies.base import Model, Strategy
 
 
 class SampleResult(NamedTuple):
@@ -33,8 +34,8 @@ class SampleResult(NamedTuple):
 
 
 def sample(
-    strategy,
-    model,
+    strategy: Strategy,
+    model: Model,
     key: PRNGKeyArray,
     num_samples: int,
     data_dim: int,
@@ -44,8 +45,9 @@ def sample(
     """Draws ``num_samples`` points with the sampler ``cfg`` describes.
 
     With ``labels``, point i is drawn from class ``labels[i]`` of a class-conditional model,
-    guided with ``cfg.guidance_scale`` (:class:`~jax_gen.models.Guided`: every network call of
-    the sampler is the guided prediction); without, the model is called as ``model(t, x)``.
+    guided with ``cfg.guidance_scale`` (:class:`~jax_gen.sampling.guidance.Guided`: every
+    network call of the sampler is the guided prediction); without, the model is called as
+    ``model(t, x)``.
 
     Args:
         strategy: a trained strategy's definition (DDPM, flow matching, score matching, ...).
@@ -108,8 +110,8 @@ def sample(
 
 @eqx.filter_jit
 def _sample(
-    strategy,
-    model,
+    strategy: Strategy,
+    model: Model,
     solver: AbstractSolver,
     key,
     num_samples,
@@ -134,7 +136,7 @@ def _sample(
     )
 
 
-def _grid(strategy, num_steps: int, kind: str, levels: int | None):
+def _grid(strategy: Strategy, num_steps: int, kind: str, levels: int | None):
     """The grid (N + 1 times) and the N step lengths: exactly 1 / N on the plain uniform grid
     (all steps equal, unlike differences of the rounded grid times), else the differences of
     the ``kind`` grid (:func:`time_grid`), moved onto the ``levels`` if given

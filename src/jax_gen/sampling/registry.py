@@ -24,6 +24,7 @@ from jax_gen.sampling.runge_kutta import (
 from jax_gen.sampling.sde import EulerMaruyama, PredictorCorrector
 from jax_gen.sampling.solver import AbstractSolver
 from jax_gen.sampling.strategy_step import StrategyStep
+from jax_gen.strategies.base import Strategy
 
 SOLVERS: dict[str, type[AbstractSolver]] = {
     "default": StrategyStep,
@@ -82,7 +83,7 @@ TABLEAUS: dict[str, ButcherTableau] = {
 """Butcher tableaux (a, b, c) of the explicit Runge-Kutta samplers."""
 
 
-def evals_per_step(strategy, cfg: SamplerConfig) -> int | None:
+def evals_per_step(strategy: Strategy, cfg: SamplerConfig) -> int | None:
     """Network evaluations per step of a fixed-step sampler (``None`` for ``adaptive``).
 
     Counts calls of the model as the sampler sees it; a guided model makes two network calls
@@ -102,7 +103,7 @@ def grid_kind(cfg: SamplerConfig) -> str:
     return solver_for(cfg).time_grids[0]
 
 
-def nfe_schedule(strategy, cfg: SamplerConfig, nfe_budgets) -> dict[int, int]:
+def nfe_schedule(strategy: Strategy, cfg: SamplerConfig, nfe_budgets) -> dict[int, int]:
     """Steps giving each NFE budget exactly (budgets the sampler cannot hit are left out)."""
     per_step = evals_per_step(strategy, cfg)
     if per_step is None:

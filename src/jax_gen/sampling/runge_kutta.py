@@ -10,6 +10,7 @@ final class only names its coefficients. Another explicit method is one class mo
 from typing import ClassVar, NamedTuple
 
 from jax_gen.sampling.solver import AbstractFixedStepSolver, GridKind
+from jax_gen.strategies.base import Strategy
 
 
 class ButcherTableau(NamedTuple):
@@ -36,7 +37,7 @@ class AbstractRungeKutta(AbstractFixedStepSolver):
     time_grids: ClassVar[tuple[GridKind, ...]] = ("uniform", "logsnr")
     leaves_levels: ClassVar[bool] = True
 
-    def evals_per_step(self, strategy) -> int:
+    def evals_per_step(self, strategy: Strategy) -> int:
         return len(self.tableau.b)
 
     def step(self, network, interval, z, key, carry):

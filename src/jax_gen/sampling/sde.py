@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from jax_gen.parameterization import path_coefficients
 from jax_gen.sampling.solver import AbstractFixedStepSolver, GridKind
+from jax_gen.strategies.base import Strategy
 
 
 class EulerMaruyama(AbstractFixedStepSolver):
@@ -22,7 +23,7 @@ class EulerMaruyama(AbstractFixedStepSolver):
     time_grids: ClassVar[tuple[GridKind, ...]] = ("uniform", "logsnr")
     leaves_levels: ClassVar[bool] = True
 
-    def evals_per_step(self, strategy) -> int:
+    def evals_per_step(self, strategy: Strategy) -> int:
         return 1
 
     def step(self, network, interval, z, key, carry):
@@ -55,7 +56,7 @@ class PredictorCorrector(AbstractFixedStepSolver):
     time_grids: ClassVar[tuple[GridKind, ...]] = ("uniform", "logsnr")
     leaves_levels: ClassVar[bool] = True
 
-    def evals_per_step(self, strategy) -> int:
+    def evals_per_step(self, strategy: Strategy) -> int:
         return 1 + self.corrector_steps
 
     def step(self, network, interval, z, key, carry):

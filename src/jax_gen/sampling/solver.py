@@ -20,7 +20,8 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from jax_gen.models import Guided
+from jax_gen.sampling.guidance import Guided
+from jax_gen.strategies.base import Model, Strategy
 
 GridKind = Literal["uniform", "logsnr"]
 
@@ -43,11 +44,17 @@ class Network:
 
     Each method takes a time and a batch (n, d) and applies the strategy's one-point method to
     every point; with class labels, point i is read through the guided model of its own label
-    (:class:`~jax_gen.models.Guided`), so every network call of a solver is the guided
+    (:class:`~jax_gen.sampling.guidance.Guided`), so every network call of a solver is the guided
     prediction.
     """
 
-    def __init__(self, strategy, model, labels: Int[Array, " n"] | None, guidance_scale: float):
+    def __init__(
+        self,
+        strategy: Strategy,
+        model: Model,
+        labels: Int[Array, " n"] | None,
+        guidance_scale: float,
+    ):
         self.strategy = strategy
         self.model = model
         self.labels = labels
@@ -114,7 +121,7 @@ class AbstractSolver(eqx.Module):
     always runs on them, so it takes at most that many steps."""
 
     @abc.abstractmethod
-    def evals_per_step(self, strategy) -> int | None:
+    def evals_per_step(self, strategy: Strategy) -> int | None:
         """Model calls per step (``None`` when the solver picks its own steps)."""
 
 

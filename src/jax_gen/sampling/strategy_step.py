@@ -4,6 +4,7 @@ Langevin for score matching."""
 from typing import ClassVar
 
 from jax_gen.sampling.solver import AbstractFixedStepSolver, GridKind
+from jax_gen.strategies.base import Strategy
 
 
 class StrategyStep(AbstractFixedStepSolver):
@@ -20,7 +21,7 @@ class StrategyStep(AbstractFixedStepSolver):
     time_grids: ClassVar[tuple[GridKind, ...]] = ("uniform",)
     leaves_levels: ClassVar[bool] = False
 
-    def evals_per_step(self, strategy) -> int:
+    def evals_per_step(self, strategy: Strategy) -> int:
         return getattr(strategy, "langevin_steps", 1)
 
     def step(self, network, interval, z, key, carry):

@@ -13,9 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
-from jax_gen import likelihood
 from jax_gen.parameterization import Parameterization, path_coefficients, velocity
-from jax_gen.sampling import sample
 from jax_gen.schedules import Schedule
 
 Model = eqx.Module  # any callable model(t, x) on one point (model(t, x, label) if conditional)
@@ -25,7 +23,9 @@ class Strategy(eqx.Module):
     """A generative model moving points from a Gaussian source (t=0) to the data (t=1).
 
     Concrete strategies define the time distribution of training, the sampling grid and the
-    reverse step; the forward process, the loss and the sampling loop are shared.
+    reverse step; the forward process, the loss and the network's estimates (denoiser,
+    velocity, score) are shared. Sampling (:func:`jax_gen.sampling.sample`) and the likelihood
+    (:func:`jax_gen.likelihood.log_prob`) take a strategy and read it through these.
     """
 
     schedule: eqx.AbstractVar[Schedule]
@@ -182,23 +182,3 @@ class Strategy(eqx.Module):
     def source_log_prob(self, z: Float[Array, " d"]) -> Float[Array, ""]:
         """log N(z; 0, I) = -(d log(2 pi) + |z|^2) / 2: the density of the source draw."""
         return -0.5 * (z.shape[-1] * math.log(2 * math.pi) + jnp.sum(z**2, axis=-1))
-
-    def log_prob(self, model: Model, x: Float[Array, "n d"], **kwargs) -> Float[Array, " n"]:
-        """The model's log-density of each point, through the probability-flow ODE.
-
-        See :func:`jax_gen.likelihood.log_prob`, which takes the same keyword arguments
-        (``key``, ``estimator``, ``num_probes``, ``rtol``, ``atol``, ``max_steps``).
-        """
-        return likelihood.log_prob(self, model, x, **kwargs)
-
-    def sample_from_target_distribution(
-        self, model: Model, key: PRNGKeyArray, num_samples: int, data_dim: int
-    ) -> tuple[Float[Array, "n d"], Float[Array, "steps+1 n d"]]:
-        """Draws source points and runs ``reverse`` over the time grid.
-
-        Returns:
-            The samples (num_samples, data_dim) and the trajectory
-            (num_transport_steps + 1, num_samples, data_dim) whose frame 0 is the source noise.
-        """
-        result = sample(self, model, key, num_samples, data_dim)
-        return result.samples, result.trajectory
