@@ -50,7 +50,7 @@ from jax_gen.config import (
     TrainConfig,
 )
 from jax_gen.data import get_batch, is_planar
-from jax_gen.engine import fit, run_keys
+from jax_gen.engine import fit, measured_config, run_keys
 from jax_gen.metrics import distance_and_floor
 from jax_gen.sampling import STOCHASTIC, nfe_schedule, sample
 from jax_gen.strategies import create_strategy
@@ -103,13 +103,15 @@ def load_or_train(
 ) -> tuple[object, str, float | None]:
     """The EMA model of ``cfg``: from the checkpoint at ``path`` if it matches, else trained.
 
-    A checkpoint matches when its whole config (strategy, model, dataset, optimizer, training
-    including the seed, which fixes every key of training) and its step count agree.
+    A checkpoint matches when its whole config (strategy with what it measures on the data,
+    model, dataset, optimizer, training including the seed, which fixes every key of training)
+    and its step count agree.
 
     Returns:
         The EMA model, ``"cached"`` or ``"trained"``, and the training time in seconds (``None``
         if cached).
     """
+    cfg = measured_config(cfg)
     if not retrain and path.exists():
         try:
             saved = checkpoint.load(path)
@@ -426,8 +428,11 @@ def main(argv: Sequence[str] | None = None) -> list[Panel]:
         for _, strategy_cfg, label in strategy_variants(args):
             if label not in columns:
                 columns.append(label)
-            cfg = ExperimentConfig(
-                strategy_cfg, model_cfg, DATASETS[dataset], OptimizerConfig(), train_cfg
+            # With what the strategy measures on the data (score matching's source mean).
+            cfg = measured_config(
+                ExperimentConfig(
+                    strategy_cfg, model_cfg, DATASETS[dataset], OptimizerConfig(), train_cfg
+                )
             )
             path = args.checkpoint_dir / f"{dataset}_{label.replace('/', '_')}.eqx"
             model, status, train_seconds = load_or_train(path, cfg, args.retrain)
@@ -444,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> list[Panel]:
                 dataset,
                 label,
                 model,
-                create_strategy(strategy_cfg),
+                create_strategy(cfg.strategy),
                 args,
                 sample_key,
                 eval_key,

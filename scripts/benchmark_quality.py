@@ -41,7 +41,7 @@ def evaluate(dataset, strategy_cfg, train_cfg, num_samples, seed, repeats):
     start = time.perf_counter()
     fitted = fit(cfg, check_finite=False)  # returns with the losses on the host
     seconds = time.perf_counter() - start
-    strategy = create_strategy(strategy_cfg)
+    strategy = create_strategy(fitted.config.strategy)  # as measured on the data
     samples = sample(strategy, fitted.ema_model, keys.sample, num_samples, 2).samples
     distance, floor = distance_and_floor(
         samples, lambda k, n: get_batch(k, dataset, n), keys.evaluate, repeats

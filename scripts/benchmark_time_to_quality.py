@@ -122,10 +122,12 @@ def time_to_quality(
         on_checkpoint: called with every ``Checkpoint`` as soon as it is measured.
     """
     dataset = MoonConfig()
-    cfg = ExperimentConfig(strategy_cfg, MLPConfig(), dataset, OptimizerConfig(), train_cfg)
+    initial = init_state(
+        ExperimentConfig(strategy_cfg, MLPConfig(), dataset, OptimizerConfig(), train_cfg)
+    )
+    cfg = initial.config  # with what the strategy measured on the data
     keys = run_keys(train_cfg.seed)
-    strategy = create_strategy(strategy_cfg)
-    initial = init_state(cfg)
+    strategy = create_strategy(cfg.strategy)
 
     def evaluate(model) -> tuple[float, float, int]:
         result = sample(strategy, model, keys.sample, num_samples, DATA_DIM, sampler_cfg)
@@ -140,7 +142,7 @@ def time_to_quality(
         return (distance / floor if finite else math.nan), floor, int(result.nfe)
 
     start = time.perf_counter()
-    warm_up(cfg, initial)
+    warm_up(initial)
     _, floor, nfe = evaluate(initial.ema_model)
     run = Run(name, sampler_cfg.sampler, nfe, floor, time.perf_counter() - start)
 

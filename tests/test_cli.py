@@ -11,16 +11,14 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
-from helpers import FAST, GaussianOracle
+from helpers import FAST
 from helpers import run_cli as run
 from PIL import Image, ImageSequence
 
-import jax_gen.cli as cli
-from jax_gen import animation, checkpoint, config, engine, plots
+from jax_gen import animation, checkpoint, config, engine, evaluation, plots
 from jax_gen.cli import main
 from jax_gen.config import (
     ExperimentConfig,
-    FlowMatchingStrategyConfig,
     GaussianMixtureConfig,
     MLPConfig,
     OptimizerConfig,
@@ -132,9 +130,9 @@ def test_train_generate_animate_end_to_end(in_tmp, capsys, strategy):
     # The last frame shows the generated points: same seed and count as `generate`.
     trajectory_bounds = None
     saved = checkpoint.load(path)
-    strategy_obj = cli.create_strategy(saved.config.strategy)
+    strategy_obj = create_strategy(saved.config.strategy)
     trajectory = sample(
-        strategy_obj, saved.state.ema_model, cli.sampling_keys(0)[0], 300, 2
+        strategy_obj, saved.state.ema_model, evaluation.sampling_keys(0).sample, 300, 2
     ).trajectory
     trajectory = np.asarray(trajectory)
     np.testing.assert_allclose(trajectory[-1], samples, rtol=1e-5, atol=1e-5)
@@ -695,29 +693,6 @@ def test_evaluate_bad_options(in_tmp, capsys, trained, extra, fragment):
 # ----------------------------------------------------------------------------------------------
 # plot-field
 # ----------------------------------------------------------------------------------------------
-
-
-def test_field_views_are_the_velocity_at_the_grid_points():
-    """With the exact denoiser of Gaussian data the velocity is known in closed form."""
-    strategy = create_strategy(FlowMatchingStrategyConfig(prediction="eps"))
-    mean, std = np.array([0.5, -1.0]), 0.7
-    oracle = GaussianOracle(strategy, mean, std)
-    grid = np.stack(np.meshgrid(np.linspace(-3, 3, 5), np.linspace(-2, 2, 4)), -1).reshape(-1, 2)
-    times = np.array([0.1, 0.5, 0.9], dtype=np.float32)
-    dataset = GaussianMixtureConfig()
-    vectors, marginals = cli.field_views(
-        strategy, oracle, dataset, times, grid, jax.random.key(0), 300, "velocity"
-    )
-    assert vectors.shape == (3, 20, 2) and marginals.shape == (3, 300, 2)
-    for t, v in zip(times.astype(np.float64), vectors, strict=True):
-        # Linear path z = t x + (1 - t) eps: mu_t = t m, var_t = t^2 s^2 + (1 - t)^2 and
-        # v = mu_t' + (var_t' / (2 var_t)) (z - mu_t).
-        var = t**2 * std**2 + (1 - t) ** 2
-        dvar = 2 * t * std**2 - 2 * (1 - t)
-        expected = mean + dvar / (2 * var) * (grid - t * mean)
-        np.testing.assert_allclose(v, expected, rtol=1e-4, atol=1e-4)
-    # The marginal at t = 0.1 is mostly noise: its spread is close to var_t's.
-    assert np.std(marginals[0]) > 0.8
 
 
 def test_field_figure_draws_the_given_vectors():

@@ -1,5 +1,6 @@
 """engine.fit: the one training loop, its keys, its checkpoints and how it stops."""
 
+import dataclasses
 from pathlib import Path
 
 import equinox as eqx
@@ -17,6 +18,7 @@ from jax_gen.config import (
     GaussianMixtureConfig,
     MLPConfig,
     OptimizerConfig,
+    ScoreMatchingStrategyConfig,
     TrainConfig,
 )
 
@@ -194,7 +196,7 @@ def test_warm_up_compiles_every_chunk_length(monkeypatch):
     monkeypatch.setattr(train_module, "train_step", counting_step)
     cfg = config(batch_size=40, train_steps=25)  # chunks of 10, 10 and 5
     initial = engine.init_state(cfg)
-    engine.warm_up(cfg, initial)
+    engine.warm_up(initial)
     assert len(traces) == 2
     engine.fit(cfg, state=initial)
     assert len(traces) == 2
@@ -214,3 +216,16 @@ def test_run_keys_are_named_streams_of_the_seed():
         np.testing.assert_array_equal(jax.random.key_data(a), jax.random.key_data(b))
     data = [jax.random.key_data(k) for k in keys]
     assert len({d.tobytes() for d in data}) == 4
+
+
+def test_a_strategy_that_measures_the_data_trains_as_measured():
+    cfg = dataclasses.replace(config(train_steps=10), strategy=ScoreMatchingStrategyConfig())
+    initial = engine.init_state(cfg)
+    assert initial.config.strategy.source_mean is not None
+    assert initial.config == engine.measured_config(cfg)
+    assert engine.measured_config(initial.config) == initial.config
+    strategies = []
+    fitted = engine.fit(cfg, state=initial, on_chunk=lambda p: strategies.append(p.strategy))
+    assert fitted.config == initial.config
+    assert strategies[0].source_mean is not None
+    assert_same_bits(fitted, engine.fit(cfg))

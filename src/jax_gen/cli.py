@@ -40,33 +40,22 @@ from jax_gen.config import (
     name_of,
     validate_all,
 )
-from jax_gen.data import (
-    class_frequencies,
-    from_plane,
-    get_batch,
-    get_labeled_batch,
-    has_log_density,
-    image_shape,
-    is_planar,
-    log_density,
-    num_classes,
-    support_indicator,
-    to_plane,
-)
 from jax_gen.data import data_dim as dataset_dim
+from jax_gen.data import from_plane, get_batch, image_shape, is_planar
 from jax_gen.engine import Interrupted, check_dataset, fit, key_stream, run_keys
-from jax_gen.files import atomic_output, check_output_path
-from jax_gen.likelihood import log_prob
-from jax_gen.metrics import (
-    CHEAP_METRICS,
-    QUALITY_METRICS,
-    distance_and_floor,
-    energy_distance,
-    format_report,
-    mmd,
-    quality_report,
-    sliced_wasserstein,
+from jax_gen.evaluation import (
+    METRICS,
+    compare_to_data,
+    density_panels,
+    evaluate,
+    likelihood_keys,
+    sampling_keys,
+    sampling_labels,
+    summarize_fit,
 )
+from jax_gen.fields import field_views, plane
+from jax_gen.files import atomic_output, check_output_path
+from jax_gen.metrics import format_report
 from jax_gen.parallel import check_batch_size, data_mesh, num_devices
 from jax_gen.sampling import sample
 from jax_gen.strategies import create_strategy
@@ -356,13 +345,6 @@ def check_agrees(given: Any, default: Any, stored: Any, group: str, ignore=()) -
             )
 
 
-def plane(points: Any, dataset: Any) -> np.ndarray:
-    """Points of any shape (..., D) mapped to the data's 2-D plane, for plots."""
-    points = np.asarray(points)
-    flat = to_plane(points.reshape(-1, points.shape[-1]), dataset)
-    return np.asarray(flat).reshape(*points.shape[:-1], 2)
-
-
 def plot_coordinates(points: Any, dataset: Any) -> np.ndarray:
     """The 2-D coordinates points of shape (..., D) are drawn at: their plane for 2-D data,
     else (a points file with D > 2 columns) their first two coordinates."""
@@ -376,40 +358,6 @@ def plot_title(title: str, dataset: Any) -> str:
     if is_planar(dataset) or image_shape(dataset) is not None:
         return title
     return f"{title} (coordinates 1-2 of {dataset_dim(dataset)})"
-
-
-def quality(
-    samples: np.ndarray, dataset: Any, key: jax.Array, condition: int | None = None
-) -> tuple[float, float]:
-    """Sliced W2 from samples to fresh data (of class ``condition``), and its noise floor."""
-    if condition is None:
-        return distance_and_floor(samples, lambda k, n: get_batch(k, dataset, n), key)
-    return distance_and_floor(samples, lambda k, n: class_data(k, dataset, condition, n), key)
-
-
-def class_data(key: jax.Array, dataset: Any, label: int, n: int) -> np.ndarray:
-    """n fresh data points of one class (drawn in a batch three times the expected need)."""
-    frequency = float(class_frequencies(dataset)[label])
-    points, labels = get_labeled_batch(key, dataset, int(np.ceil(3 * n / frequency)) + 64)
-    chosen = np.asarray(points)[np.asarray(labels) == label][:n]
-    if chosen.shape[0] < n:
-        raise ValueError(f"drew too few points of class {label}; try another --seed")
-    return chosen
-
-
-def support_report(
-    samples: np.ndarray, dataset: Any, key: jax.Array, condition: int | None = None, metrics=None
-) -> dict:
-    """The figures that see the data's support (:func:`~jax_gen.metrics.quality_report`):
-    k-NN precision and recall, the classifier two-sample test and, on a silhouette, the share
-    of samples inside it, each beside a second fresh draw's."""
-    if condition is None:
-        draw = lambda k, n: get_batch(k, dataset, n)  # noqa: E731
-    else:
-        draw = lambda k, n: class_data(k, dataset, condition, n)  # noqa: E731
-    return quality_report(
-        samples, draw, key, inside=support_indicator(dataset), metrics=metrics or CHEAP_METRICS
-    )
 
 
 def quality_line(distance: float, floor: float) -> str:
@@ -429,46 +377,6 @@ def describe_sampling(
         which = "all classes" if condition is None else f"class {condition}"
         text += f", {which}, guidance {sampler.guidance_scale:g}"
     return text
-
-
-def sampling_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The named streams of a sampling command: the sampler's, the class labels' and the fresh
-    data's (:func:`~jax_gen.engine.key_stream`), none shared with another."""
-    root = jax.random.key(seed)
-    return tuple(key_stream(root, name) for name in ("sample", "labels", "evaluate"))
-
-
-def sampling_labels(
-    cfg: ExperimentConfig, sampler: SamplerConfig, condition: int | None, key, n: int
-) -> jax.Array | None:
-    """The class of each of n points: ``condition``, or drawn with the data's class frequencies.
-
-    None for an unconditional model, which takes neither a class nor a guidance scale.
-    """
-    if not cfg.train.conditional:
-        if condition is not None:
-            raise ValueError("--condition needs a model trained with --conditional")
-        if sampler.guidance_scale != 1.0:
-            raise ValueError("--guidance-scale needs a model trained with --conditional")
-        return None
-    classes = num_classes(cfg.dataset)
-    if condition is not None:
-        if not 0 <= condition < classes:
-            raise ValueError(
-                f"--condition {condition} is not a class of {name_of(cfg.dataset)} "
-                f"(0..{classes - 1})"
-            )
-        return jax.numpy.full(n, condition, jax.numpy.int32)
-    weights = jax.numpy.asarray(class_frequencies(cfg.dataset))
-    return jax.random.choice(key, classes, (n,), p=weights).astype(jax.numpy.int32)
-
-
-def fresh_data(cfg: ExperimentConfig, key, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """n fresh data points, and their labels when the model is class-conditional."""
-    if cfg.train.conditional:
-        data, labels = get_labeled_batch(key, cfg.dataset, n)
-        return np.asarray(data), np.asarray(labels)
-    return np.asarray(get_batch(key, cfg.dataset, n)), None
 
 
 def save_samples_figure(
@@ -547,7 +455,6 @@ def run_train(cmd: TrainCommand) -> None:
     check_batch_size(cfg.train.batch_size, mesh)
 
     keys = run_keys(cfg.train.seed)
-    strategy = create_strategy(cfg.strategy)
     first_step = saved.step if saved else 0
     if saved:
         say(f"resuming {model_path} at step {first_step}/{cfg.train.train_steps}")
@@ -576,7 +483,7 @@ def run_train(cmd: TrainCommand) -> None:
             rerun[0].log_losses(step - chunk_losses.size, chunk_losses)
         if rerun and is_planar(cfg.dataset):
             snapshot = sample(
-                strategy,
+                progress.strategy,
                 progress.state.ema_model,
                 jax.random.fold_in(keys.sample, step),
                 500,
@@ -589,7 +496,6 @@ def run_train(cmd: TrainCommand) -> None:
         state = fit(
             cfg,
             state=saved,
-            strategy=strategy,
             mesh=mesh,
             on_chunk=on_chunk,
             checkpoint_path=model_path,
@@ -619,19 +525,18 @@ def run_train(cmd: TrainCommand) -> None:
             loss_path, all_losses, title=f"{describe(cfg)} on {name_of(cfg.dataset)}"
         )
 
-    label_key, data_key, metric_key = (
-        key_stream(keys.evaluate, s) for s in ("labels", "data", "metrics")
-    )
-    labels = sampling_labels(cfg, SamplerConfig(), None, label_key, cmd.num_samples)
-    result = sample(
-        strategy, state.ema_model, keys.sample, cmd.num_samples, data_dim, labels=labels
-    )
-    samples = np.asarray(result.samples)
-    data, data_labels = fresh_data(cfg, data_key, cmd.num_samples)
+    summary = summarize_fit(state, cmd.num_samples)
+    found = summary.comparison
     if writer:
-        save_samples_figure(samples_path, samples, data, cfg, describe(cfg), labels, data_labels)
-    distance, floor = quality(samples, cfg.dataset, metric_key)
-    support = support_report(samples, cfg.dataset, key_stream(metric_key, "support"))
+        save_samples_figure(
+            samples_path,
+            summary.samples,
+            found.data,
+            cfg,
+            describe(cfg),
+            summary.labels,
+            found.data_labels,
+        )
     if rerun:
         rerun[0].close()
 
@@ -640,8 +545,8 @@ def run_train(cmd: TrainCommand) -> None:
     if all_losses.size:
         tail = all_losses[-100:]
         say(f"final loss {tail.mean():.4f} (mean of the last {tail.size} steps)")
-    say(quality_line(distance, floor))
-    say(format_report(support))
+    say(quality_line(found.distance, found.floor))
+    say(format_report(found.support))
     say(f"checkpoint   {model_path}")
     say(f"loss curve   {loss_path}")
     say(f"samples      {samples_path}")
@@ -679,19 +584,21 @@ def run_generate(cmd: GenerateCommand) -> None:
     cfg, strategy, model, data_dim, sampler = load_for_sampling(options)
     check_dataset(cfg.dataset)
 
-    sample_key, label_key, data_key = sampling_keys(options.seed)
-    labels = sampling_labels(cfg, sampler, options.condition, label_key, cmd.num_samples)
+    keys = sampling_keys(options.seed)
+    labels = sampling_labels(cfg, sampler, options.condition, keys.labels, cmd.num_samples)
     start = time.perf_counter()
-    result = sample(strategy, model, sample_key, cmd.num_samples, data_dim, sampler, labels)
+    result = sample(strategy, model, keys.sample, cmd.num_samples, data_dim, sampler, labels)
     samples, trajectory = np.asarray(result.samples), result.trajectory
     elapsed = time.perf_counter() - start
     title = describe_sampling(cfg, sampler, int(result.nfe), options.condition)
-    if options.condition is None:
-        data, data_labels = fresh_data(cfg, data_key, cmd.num_samples)
-    else:
-        data = class_data(data_key, cfg.dataset, options.condition, cmd.num_samples)
-        data_labels = np.full(cmd.num_samples, options.condition)
-    save_samples_figure(image_path, samples, data, cfg, title, labels, data_labels)
+    found = compare_to_data(
+        samples,
+        cfg,
+        data_key=keys.evaluate,
+        metric_key=key_stream(keys.evaluate, "metrics"),
+        condition=options.condition,
+    )
+    save_samples_figure(image_path, samples, found.data, cfg, title, labels, found.data_labels)
     if cmd.output_samples_path is not None:
         with atomic_output(cmd.output_samples_path) as tmp:
             if cmd.output_samples_path.suffix.lower() == ".npy":
@@ -702,19 +609,14 @@ def run_generate(cmd: GenerateCommand) -> None:
                 if samples.shape[1] == 2:
                     header = "x,y"
                 np.savetxt(tmp, samples, delimiter=",", header=header, comments="")
-    metric_key = key_stream(data_key, "metrics")
-    distance, floor = quality(samples, cfg.dataset, metric_key, options.condition)
-    support = support_report(
-        samples, cfg.dataset, key_stream(metric_key, "support"), options.condition
-    )
     rerun = open_rerun(cmd.rerun, options.model_path, "generate")
     if rerun and is_planar(cfg.dataset):
         rerun[0].log_trajectory(plane(trajectory, cfg.dataset))
         rerun[0].close()
 
     say(f"generated {cmd.num_samples} points with {title} in {elapsed:.2f} s")
-    say(quality_line(distance, floor))
-    say(format_report(support))
+    say(quality_line(found.distance, found.floor))
+    say(format_report(found.support))
     say(f"samples plot {image_path}")
     if cmd.output_samples_path is not None:
         say(f"points       {cmd.output_samples_path}")
@@ -728,9 +630,9 @@ def run_animate(cmd: AnimateCommand) -> None:
     check_output_path(video_path, "--output-video-path")
     cfg, strategy, model, data_dim, sampler = load_for_sampling(options)
 
-    sample_key, label_key, _ = sampling_keys(options.seed)
-    labels = sampling_labels(cfg, sampler, options.condition, label_key, cmd.num_samples)
-    result = sample(strategy, model, sample_key, cmd.num_samples, data_dim, sampler, labels)
+    keys = sampling_keys(options.seed)
+    labels = sampling_labels(cfg, sampler, options.condition, keys.labels, cmd.num_samples)
+    result = sample(strategy, model, keys.sample, cmd.num_samples, data_dim, sampler, labels)
     title = describe_sampling(cfg, sampler, int(result.nfe), options.condition)
     states = result.trajectory.shape[0]
     shape = image_shape(cfg.dataset)
@@ -771,23 +673,6 @@ def run_animate(cmd: AnimateCommand) -> None:
 # evaluate
 # ----------------------------------------------------------------------------------------------
 
-METRICS = {"sliced W2": sliced_wasserstein, "energy": energy_distance, "MMD": mmd}
-
-
-def timed_sample(strategy, model, key, num_samples, data_dim, sampler, labels=None):
-    """Samples once to compile, then again on the clock; returns (result, seconds)."""
-    args = (strategy, model, key, num_samples, data_dim, sampler, labels)
-    jax.block_until_ready(sample(*args))
-    start = time.perf_counter()
-    result = jax.block_until_ready(sample(*args))
-    return result, time.perf_counter() - start
-
-
-def nats_per_dim(log_p: np.ndarray, data_dim: int) -> dict[str, float]:
-    """Mean of -log p per dimension and its Monte Carlo standard error."""
-    nll = -np.asarray(log_p, dtype=np.float64) / data_dim
-    return {"mean": float(nll.mean()), "stderr": float(nll.std(ddof=1) / np.sqrt(nll.size))}
-
 
 def run_evaluate(cmd: EvaluateCommand) -> None:
     options = cmd.sampling
@@ -799,76 +684,36 @@ def run_evaluate(cmd: EvaluateCommand) -> None:
     heat_map = cmd.nll_points > 0 and cmd.density_resolution > 0 and is_planar(cfg.dataset)
     if heat_map:
         check_output_path(density_path, "--output-density-path")
-    sample_key, label_key, metric_key = sampling_keys(options.seed)
-    nll_key, probe_key = jax.random.split(key_stream(jax.random.key(options.seed), "likelihood"))
-    labels = sampling_labels(cfg, sampler, options.condition, label_key, cmd.num_samples)
-
-    def draw_data(key, n):
-        if options.condition is None:
-            return get_batch(key, cfg.dataset, n)
-        return class_data(key, cfg.dataset, options.condition, n)
-
-    rows = []
-    for steps in cmd.steps or (sampler.num_sampling_steps,):
-        row_sampler = dataclasses.replace(sampler, num_sampling_steps=steps)
-        result, seconds = timed_sample(
-            strategy, model, sample_key, cmd.num_samples, data_dim, row_sampler, labels
-        )
-        samples = np.asarray(result.samples)
-        row = {
-            "steps": steps or strategy.num_transport_steps,
-            "nfe": int(result.nfe),
-            "seconds": seconds,
-            "samples_per_s": cmd.num_samples / seconds,
-        }
-        for name, metric in METRICS.items():
-            distance, floor = distance_and_floor(
-                samples,
-                draw_data,
-                metric_key,
-                repeats=cmd.repeats,
-                metric=metric,
-            )
-            row[name] = {"distance": distance, "floor": floor, "ratio": distance / floor}
-        row["quality"] = support_report(
-            samples,
-            cfg.dataset,
-            key_stream(metric_key, "report"),
-            options.condition,
-            metrics=QUALITY_METRICS,
-        )
-        rows.append(row)
-
-    report = {
-        "checkpoint": str(options.model_path),
-        "strategy": name_of(cfg.strategy),
-        "prediction": cfg.strategy.prediction,
-        "dataset": name_of(cfg.dataset),
-        "data_dim": data_dim,
-        "sampler": sampler.sampler,
-        "condition": options.condition,
-        "guidance_scale": sampler.guidance_scale if cfg.train.conditional else None,
-        "num_samples": cmd.num_samples,
-        "rows": rows,
-    }
-    likelihood = dict(estimator=cmd.estimator, num_probes=cmd.num_probes, key=probe_key)
-    if cmd.nll_points:
-        data = get_batch(nll_key, cfg.dataset, cmd.nll_points)
-        start = time.perf_counter()
-        model_log_p = np.asarray(log_prob(strategy, model, data, **likelihood))
-        nll = nats_per_dim(model_log_p, data_dim)
-        nll.update(points=cmd.nll_points, estimator=cmd.estimator)
-        nll["seconds"] = time.perf_counter() - start
-        if has_log_density(cfg.dataset):
-            nll["data_entropy"] = nats_per_dim(np.asarray(log_density(cfg.dataset, data)), data_dim)
-        report["nll_nats_per_dim"] = nll
+    report = evaluate(
+        strategy,
+        model,
+        cfg,
+        data_dim,
+        sampler,
+        seed=options.seed,
+        steps=cmd.steps,
+        num_samples=cmd.num_samples,
+        repeats=cmd.repeats,
+        condition=options.condition,
+        nll_points=cmd.nll_points,
+        estimator=cmd.estimator,
+        num_probes=cmd.num_probes,
+    )
+    report = {"checkpoint": str(options.model_path), **report}
+    rows, nll = report["rows"], report.get("nll_nats_per_dim")
     if heat_map:
-        fresh = plane(get_batch(nll_key, cfg.dataset, cmd.num_samples), cfg.dataset)
+        keys = likelihood_keys(options.seed)
+        fresh = plane(get_batch(keys.data, cfg.dataset, cmd.num_samples), cfg.dataset)
         grid, bounds = plots.density_grid(fresh, cmd.density_resolution)
-        points = from_plane(grid, cfg.dataset)
-        panels = [("model", np.asarray(log_prob(strategy, model, points, **likelihood)))]
-        if has_log_density(cfg.dataset):
-            panels.append(("data", np.asarray(log_density(cfg.dataset, points))))
+        panels = density_panels(
+            strategy,
+            model,
+            cfg.dataset,
+            from_plane(grid, cfg.dataset),
+            key=keys.probes,
+            estimator=cmd.estimator,
+            num_probes=cmd.num_probes,
+        )
         title = f"{name_of(cfg.strategy)}, {cfg.strategy.prediction}-prediction on "
         title += f"{name_of(cfg.dataset)}: density by the probability-flow ODE"
         plots.save_density_png(density_path, panels, bounds, title=title)
@@ -910,39 +755,6 @@ def format_table(rows: list[dict], sampler: str, num_samples: int) -> str:
 # ----------------------------------------------------------------------------------------------
 # plot-field
 # ----------------------------------------------------------------------------------------------
-
-
-def field_views(
-    strategy, model, dataset, times, grid: np.ndarray, key: jax.Array, num_points: int, field: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """The field at the grid points and the noisy marginal, at each time, in the data's plane.
-
-    Args:
-        strategy, model: a trained strategy and its network.
-        dataset: the dataset config (its plane embeds the 2-D grid in R^D).
-        times: T times in [0, 1].
-        grid: (G, 2) points of the plane.
-        key: draws the marginal's data and noise (the same draws at every time).
-        num_points: points of each marginal.
-        field: ``"velocity"`` (``strategy.velocity``) or ``"score"`` (``strategy.score``).
-
-    Returns:
-        The field's in-plane component at the grid, (T, G, 2), and the marginals z_t = alpha(t)
-        x + sigma(t) eps of fresh data, (T, num_points, 2).
-    """
-    data_key, noise_key = jax.random.split(key)
-    data = get_batch(data_key, dataset, num_points)
-    noise_keys = jax.random.split(noise_key, num_points)
-    points = from_plane(grid, dataset)
-    fn = strategy.velocity if field == "velocity" else strategy.score
-    at_grid = jax.jit(jax.vmap(lambda t, z: fn(model, t, z), in_axes=(None, 0)))
-    noised = jax.jit(jax.vmap(lambda t, x, k: strategy.forward(t, x, k)[0], in_axes=(None, 0, 0)))
-    vectors, marginals = [], []
-    for t in times:
-        t = jax.numpy.float32(t)
-        vectors.append(plane(at_grid(t, points), dataset))
-        marginals.append(plane(noised(t, data, noise_keys), dataset))
-    return np.stack(vectors), np.stack(marginals)
 
 
 def run_plot_field(cmd: PlotFieldCommand) -> None:

@@ -141,6 +141,8 @@ class Progress(NamedTuple):
     """The chunk's loss per step, on the host."""
     step: int
     """Steps trained after the chunk (``previous step + len(losses)``)."""
+    strategy: Strategy
+    """The strategy being trained (to sample the model mid-run)."""
 
 
 class TrainingDiverged(ValueError):
@@ -177,13 +179,34 @@ MEASURE_POINTS = 10_000
 """Data points a strategy's data statistics (score matching's source mean) are measured on."""
 
 
+def measured_config(
+    config: ExperimentConfig, *, seed: int | None = None, key: PRNGKeyArray | None = None
+) -> ExperimentConfig:
+    """``config`` with what its strategy measures on the data filled in: the config a run
+    trains and its checkpoint stores.
+
+    The statistics (:func:`jax_gen.strategies.measure_on_data`: score matching's source mean)
+    are measured on ``MEASURE_POINTS`` fresh points of the ``init`` key's ``"measure"``
+    stream. A config measured already, or of a strategy that measures nothing, comes back
+    equal.
+
+    Args:
+        config: what to train.
+        seed: the run's seed (default: ``config.train.seed``).
+        key: a root key to use instead of the seed's (see :func:`run_keys`).
+    """
+    keys = run_keys(config.train.seed if seed is None else seed, key=key)
+    points = get_batch(key_stream(keys.init, "measure"), config.dataset, MEASURE_POINTS)
+    strategy = measure_on_data(config.strategy, np.asarray(points))
+    return dataclasses.replace(config, strategy=strategy)
+
+
 def init_state(
     config: ExperimentConfig, *, seed: int | None = None, key: PRNGKeyArray | None = None
 ) -> FitState:
     """The state at step 0: the network initialised with the run's ``init`` key, its EMA equal
-    to it, the optimizer's state fresh, and the strategy's config completed with what it
-    measures on the data (:func:`jax_gen.strategies.measure_on_data`, on ``MEASURE_POINTS``
-    fresh points of the ``init`` key's ``"measure"`` stream), so the checkpoint stores it.
+    to it, the optimizer's state fresh, and the config measured (:func:`measured_config`), so
+    the checkpoint stores what the strategy measured on the data.
 
     Args:
         config: what to train.
@@ -192,10 +215,7 @@ def init_state(
     """
     keys = run_keys(config.train.seed if seed is None else seed, key=key)
     data_dim = dataset_dim(config.dataset)
-    points = get_batch(key_stream(keys.init, "measure"), config.dataset, MEASURE_POINTS)
-    config = dataclasses.replace(
-        config, strategy=measure_on_data(config.strategy, np.asarray(points))
-    )
+    config = measured_config(config, seed=seed, key=key)
     num_classes = model_num_classes(config.dataset, config.train)
     model = create_model(config.model, keys.init, data_dim, num_classes)
     optimizer = make_optimizer(config.optimizer, config.train.train_steps)
@@ -256,7 +276,8 @@ def fit(
         key: a root key to use instead of ``key(seed)`` (the config's seed then does not
             describe the run).
         state: the state to continue from (a :class:`FitState`, or a loaded
-            :class:`~jax_gen.checkpoint.Checkpoint`); its config must be ``config``.
+            :class:`~jax_gen.checkpoint.Checkpoint`); its config must be ``config``, measured
+            (:func:`measured_config`; a checkpoint's and :func:`init_state`'s are).
         strategy: the strategy to train (default: ``create_strategy(config.strategy)``), for
             one the config cannot describe; a checkpoint still stores ``config``.
         mesh: the devices to split each batch over (default: all of them); the result is the
@@ -269,8 +290,8 @@ def fit(
             weights are not finite (False: train on, for a benchmark that reports NaN).
 
     Returns:
-        The complete state after the last step: config, model, EMA model, optimizer state,
-        step, every step's loss and the data's dimension.
+        The complete state after the last step: config (measured, :func:`measured_config`),
+        model, EMA model, optimizer state, step, every step's loss and the data's dimension.
 
     Raises:
         TrainingDiverged: a chunk was not finite (``check_finite``); the state before it is
@@ -294,8 +315,9 @@ def fit(
         config = current.config  # with what the strategy measured on the data
         saved_step = None
     else:
-        if state.config != config:
+        if state.config != config and state.config != measured_config(config, key=key):
             raise ValueError("the state to continue was trained with another config")
+        config = state.config
         losses = np.asarray(state.losses, np.float32)
         current = FitState(config, state.state, losses, state.data_dim)
         saved_step = _stored_step(checkpoint_path)
@@ -342,7 +364,7 @@ def fit(
             if checkpoint_path is not None and crossed and step < train_cfg.train_steps:
                 save()
             if on_chunk is not None:
-                on_chunk(Progress(train_state, chunk_losses, step))
+                on_chunk(Progress(train_state, chunk_losses, step, strategy))
     except KeyboardInterrupt as err:
         raise Interrupted(snapshot()) from err
     if checkpoint_path is not None:
@@ -350,11 +372,11 @@ def fit(
     return snapshot()
 
 
-def warm_up(config: ExperimentConfig, state: FitState, *, mesh: Mesh | None = None) -> None:
-    """Compiles every chunk ``fit(config, state=state, mesh=mesh)`` will run, and its finiteness
-    check, so that timing that fit measures training alone. Trains throwaway chunks from
-    ``state``; nothing is kept."""
-    train_cfg = config.train
+def warm_up(state: FitState, *, mesh: Mesh | None = None) -> None:
+    """Compiles every chunk ``fit(state.config, state=state, mesh=mesh)`` will run, and its
+    finiteness check, so that timing that fit measures training alone. Trains throwaway chunks
+    from ``state``; nothing is kept."""
+    config, train_cfg = state.config, state.config.train
     strategy = create_strategy(config.strategy)
     optimizer = make_optimizer(config.optimizer, train_cfg.train_steps)
     starts = range(state.step, train_cfg.train_steps, train_cfg.log_interval)
