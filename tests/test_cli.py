@@ -547,6 +547,30 @@ def test_help_is_readable_and_entry_points_work():
     assert "--num-samples" in out and "--output-samples-path" in out
 
 
+HEAVY = ("jax", "diffrax", "matplotlib", "equinox")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"]], ids=["help", "train-help"])
+def test_help_imports_neither_jax_nor_matplotlib(argv):
+    """Printing help loads only the configs and tyro: the modules imported, not the time."""
+    code = "\n".join(
+        [
+            "import runpy, sys",
+            f"sys.argv = ['jax-gen', *{argv!r}]",
+            "try:",
+            "    runpy.run_module('jax_gen', run_name='__main__')",
+            "except SystemExit as exit_:",
+            "    assert exit_.code in (0, None), exit_.code",
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {set(HEAVY)!r}))",
+        ]
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "usage: jax-gen" in out
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 def test_generate_with_another_sampler_reports_its_nfe(in_tmp, capsys, trained):
     code, out, err = run(
         [

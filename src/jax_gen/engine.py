@@ -4,7 +4,7 @@
 ``train --resume``, the benchmarks and the tutorials call it. It reads top to bottom::
 
     keys    = run_keys(seed)                       # named streams: init, train, sample, evaluate
-    state   = init_state(config, key=keys.init)    # or the state to continue from
+    state   = init_state(config)                   # step 0, or the state to continue from
     for chunk in train_chunks(...):                # log_interval steps fused in one compiled scan
         check the chunk is finite, keep it, maybe save a checkpoint, call on_chunk
     save the final checkpoint; return the state

@@ -1,0 +1,147 @@
+"""What every command's runner shares: reporting, output paths, checkpoint agreement, the
+samples figure and Rerun."""
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from jax_gen import checkpoint, plots, recording
+from jax_gen.cli.commands import RerunOptions, SamplingOptions
+from jax_gen.config import ExperimentConfig, SamplerConfig, name_of
+from jax_gen.data import data_dim as dataset_dim
+from jax_gen.data import image_shape, is_planar
+from jax_gen.fields import plane
+from jax_gen.strategies import create_strategy
+
+
+def say(message: str) -> None:
+    if jax.process_index() == 0:  # several hosts run one training: one of them reports
+        tqdm.write(message)
+
+
+def default_model_path(cfg: ExperimentConfig) -> Path:
+    return Path("outputs") / f"{name_of(cfg.dataset)}_{name_of(cfg.strategy)}.eqx"
+
+
+def beside(model_path: Path, suffix: str) -> Path:
+    """outputs/cat_ddpm.eqx -> outputs/cat_ddpm<suffix>."""
+    return model_path.with_name(model_path.stem + suffix)
+
+
+def check_agrees(given: Any, default: Any, stored: Any, group: str, ignore=()) -> None:
+    """Raises ``ValueError`` if flags the user set contradict the checkpoint's config.
+
+    A field counts as set when it differs from the class default; a different class (e.g.
+    ``model:resnet`` for an MLP checkpoint) always contradicts.
+    """
+    if given is None or given == default:
+        return
+    if type(given) is not type(stored):
+        raise ValueError(
+            f"{group}:{name_of(given)} contradicts the checkpoint's {group}:{name_of(stored)}"
+        )
+    class_default = type(given)()
+    for field in dataclasses.fields(given):
+        if field.name in ignore:
+            continue
+        value, stored_value = getattr(given, field.name), getattr(stored, field.name)
+        if value != getattr(class_default, field.name) and value != stored_value:
+            flag = f"--{group}.{field.name.replace('_', '-')}"
+            raise ValueError(
+                f"{flag}={value!r} contradicts the checkpoint's {field.name}={stored_value!r}"
+            )
+
+
+def plot_coordinates(points: Any, dataset: Any) -> np.ndarray:
+    """The 2-D coordinates points of shape (..., D) are drawn at: their plane for 2-D data,
+    else (a points file with D > 2 columns) their first two coordinates."""
+    if is_planar(dataset):
+        return plane(points, dataset)
+    return np.asarray(points)[..., :2]
+
+
+def plot_title(title: str, dataset: Any) -> str:
+    """``title``, noting which coordinates are drawn when the data have no plane."""
+    if is_planar(dataset) or image_shape(dataset) is not None:
+        return title
+    return f"{title} (coordinates 1-2 of {dataset_dim(dataset)})"
+
+
+def quality_line(distance: float, floor: float) -> str:
+    return (
+        f"sliced W2 to fresh data {distance:.3f} "
+        f"(noise floor {floor:.3f}, ratio {distance / floor:.2f})"
+    )
+
+
+def describe_sampling(
+    cfg: ExperimentConfig, sampler: SamplerConfig, nfe: int, condition: int | None = None
+) -> str:
+    s = cfg.strategy
+    name = "" if sampler.sampler == "default" else f", {sampler.sampler} sampler"
+    text = f"{name_of(s)}, {s.prediction}-prediction{name}, NFE {nfe}"
+    if cfg.train.conditional:
+        which = "all classes" if condition is None else f"class {condition}"
+        text += f", {which}, guidance {sampler.guidance_scale:g}"
+    return text
+
+
+def save_samples_figure(
+    path: Path, samples, data, cfg: ExperimentConfig, title: str, labels=None, data_labels=None
+) -> None:
+    """Points beside fresh data (see :func:`plot_coordinates`), an image grid (a row per class)
+    for images."""
+    shape = image_shape(cfg.dataset)
+    if shape is None:
+        plots.save_samples_png(
+            path,
+            plot_coordinates(samples, cfg.dataset),
+            plot_coordinates(data, cfg.dataset),
+            title=plot_title(title, cfg.dataset),
+            labels=None if labels is None else np.asarray(labels),
+            data_labels=None if data_labels is None else np.asarray(data_labels),
+        )
+        return
+    images, row_labels, rows = np.asarray(samples), None, None
+    if labels is not None:
+        order = np.argsort(np.asarray(labels), kind="stable")
+        images, present = images[order], np.unique(np.asarray(labels))
+        rows, row_labels = len(present), [f"class {k}" for k in present]
+        per_row = min(int(np.sum(np.asarray(labels) == k)) for k in present)
+        images = np.concatenate([images[np.asarray(labels)[order] == k][:per_row] for k in present])
+    plots.save_image_grid(path, images, shape, rows=rows, title=title, row_labels=row_labels)
+
+
+def describe(cfg: ExperimentConfig) -> str:
+    s = cfg.strategy
+    return f"{name_of(s)}, {s.prediction}-prediction, {s.num_transport_steps} steps"
+
+
+def open_rerun(options: RerunOptions, model_path: Path, app: str):
+    if not options.rerun and not options.rerun_spawn:
+        return None
+    path = options.rerun_path or beside(model_path, f".{app}.rrd")
+    logger = recording.RerunLogger(f"jax_gen_{app}", recording_path=path, spawn=options.rerun_spawn)
+    if logger.warning:
+        say(logger.warning)
+    return logger, path
+
+
+def load_for_sampling(options: SamplingOptions):
+    """Loads the checkpoint, checks optional flags against it, builds strategy and model."""
+    saved = checkpoint.load(options.model_path)
+    cfg = saved.config
+    check_agrees(options.strategy, None, cfg.strategy, "strategy", ignore=("num_transport_steps",))
+    check_agrees(options.model, None, cfg.model, "model")
+    check_agrees(options.dataset, None, cfg.dataset, "dataset")
+    sampler = options.sampler
+    if sampler.num_sampling_steps is None and options.strategy is not None:
+        steps = options.strategy.num_transport_steps
+        if steps != type(options.strategy)().num_transport_steps:
+            sampler = dataclasses.replace(sampler, num_sampling_steps=steps)
+    model = saved.state.ema_model if options.use_ema else saved.state.model
+    return cfg, create_strategy(cfg.strategy), model, saved.data_dim, sampler
