@@ -75,19 +75,10 @@ def name_of(config: Any) -> str:
 _ALL_CONFIGS: dict[str, type] = {
     cls.__name__: cls
     for cls in (
-        DDPMStrategyConfig,
-        FlowMatchingStrategyConfig,
-        ScoreMatchingStrategyConfig,
+        *STRATEGIES.values(),
+        *MODELS.values(),
+        *DATASETS.values(),
         SamplerConfig,
-        MLPConfig,
-        ResNetConfig,
-        CatConfig,
-        MoonConfig,
-        SwissRollConfig,
-        GaussianMixtureConfig,
-        DigitsConfig,
-        PointsConfig,
-        ImageConfig,
         OptimizerConfig,
         TrainConfig,
         ExperimentConfig,
