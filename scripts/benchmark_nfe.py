@@ -3,15 +3,21 @@
 For every dataset and strategy, trains the default recipe once (cached as a checkpoint under
 ``--checkpoint-dir`` and reused while its config matches), then, with the EMA weights, samples
 with every sampler of ``jax_gen.sampling`` at every NFE budget it can hit exactly
-(``nfe_schedule``: RK4 spends 4 evaluations per step, so it cannot hit 1 or 2) and reports the
-sliced W2 to fresh data divided by its noise floor (1.0 is as good as it gets). ``ddim`` is
-deterministic (eta = 0), ``ancestral`` is DDIM with eta = 1; ``adaptive`` (Tsit5) picks its own
-steps, so it runs at rtol = atol in ``--tolerances`` and is reported at the NFE it used. Cells
+(``nfe_schedule``: RK4 spends 4 evaluations per step, so it cannot hit 1 or 2) and measures the
+samples against fresh data with the support-aware figures of ``jax_gen.metrics``: the accuracy
+of a classifier telling samples from data (C2ST, 0.5 when it cannot), and k-NN precision and
+recall (k = 5). Each cell is the mean over ``--repeats`` sampling seeds (the C2ST with the
+standard error of that mean), and each table gives the data's own values once (the floor: a
+second fresh draw measured in the same way). ``ddim`` is deterministic (eta = 0),
+``ancestral`` is DDIM with eta = 1; ``adaptive`` (Tsit5) picks its own steps, so it runs at
+rtol = atol in ``--tolerances`` and is reported at the NFE it used (mean over the seeds). Cells
 are ``nan`` where a sampler produced NaN or Inf, ``-`` where the budget is out of reach.
 
-Every cell of a (dataset, strategy) pair draws its source with the same key and measures with
-the same fresh data, so the rows differ only by the sampler (common random numbers), and the
-floor is the same across the table.
+Sampling seed r of every cell of a (dataset, strategy) pair draws its source with the same key
+(``split(run_keys(seed).sample, repeats)[r]``) and is measured against the same fresh data
+(from ``split(run_keys(seed).evaluate, repeats)[r]``, never a training batch), so the rows
+differ only by the sampler (common random numbers), and the floor is the same across the tables
+of a dataset.
 
     uv run scripts/benchmark_nfe.py     # writes outputs/benchmark_nfe.md and .png
     uv run scripts/benchmark_nfe.py --datasets moon --strategies flow-matching --nfe 1 2 4 8
@@ -21,8 +27,8 @@ floor is the same across the table.
 
 With ``--couplings independent ot`` each flow-matching model is trained twice, with independent
 and with optimal-transport pairs (labelled ``flow-matching/ot``), and a last table puts the two
-side by side for every deterministic sampler at the budgets up to 8 NFE. Samplers that need
-the score (``ancestral``, ``euler-maruyama``, ``pc``) have none under a coupling: ``-``.
+C2STs side by side for every deterministic sampler at the budgets up to 8 NFE. Samplers that
+need the score (``ancestral``, ``euler-maruyama``, ``pc``) have none under a coupling: ``-``.
 """
 
 import argparse
@@ -51,7 +57,7 @@ from jax_gen.config import (
 )
 from jax_gen.data import get_batch, is_planar
 from jax_gen.engine import fit, measured_config, run_keys
-from jax_gen.metrics import distance_and_floor
+from jax_gen.metrics import classifier_two_sample_test, precision_recall
 from jax_gen.sampling import STOCHASTIC, nfe_schedule, sample
 from jax_gen.strategies import create_strategy
 
@@ -64,21 +70,58 @@ COUPLINGS = typing.get_args(config.Coupling)
 NFE_BUDGETS = (1, 2, 4, 8, 16, 32, 64)
 TOLERANCES = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
 DATA_DIM = 2
-REPEATS = 3
+K = 5
+"""The neighbour of the k-NN radii of precision and recall (quality_report's default)."""
+FIGURES = ("c2st", "precision", "recall")
 
-# One compiled data sampler per (dataset, size): distance_and_floor draws 2 * REPEATS batches.
+# One compiled data sampler per (dataset, size).
 draw_batch = jax.jit(get_batch, static_argnums=(1, 2))
 
 
 @dataclasses.dataclass(frozen=True)
+class Figures:
+    """C2ST accuracy, precision and recall: means over the sampling seeds (NaN if any seed's
+    samples were not finite), and the standard error of the C2ST's mean."""
+
+    c2st: float
+    c2st_se: float
+    precision: float
+    recall: float
+
+    @classmethod
+    def mean(cls, draws: Sequence[dict[str, float]]) -> "Figures":
+        """Means over the draws; the SE of the C2ST's mean is its spread over the draws,
+        SD / sqrt(R), or the binomial SE for a single draw."""
+        c2st = np.array([d["c2st"] for d in draws])
+        se = c2st.std(ddof=1) / math.sqrt(c2st.size) if c2st.size > 1 else draws[0]["c2st_se"]
+        return cls(
+            float(c2st.mean()),
+            float(se),
+            *(float(np.mean([d[name] for d in draws])) for name in ("precision", "recall")),
+        )
+
+
+NOT_FINITE = Figures(math.nan, math.nan, math.nan, math.nan)
+
+
+@dataclasses.dataclass(frozen=True)
 class Point:
-    """One measurement: a sampler at one NFE (``ratio`` is NaN if the samples were not finite)."""
+    """One measurement: a sampler at one NFE."""
 
     sampler: str
     nfe: int
-    ratio: float
+    figures: Figures
     rtol: float | None = None
     """The adaptive solver's rtol = atol; ``None`` for fixed-step samplers."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Draw:
+    """One sampling seed's fresh data, the key of its classifier, and the data's own figures."""
+
+    data: np.ndarray
+    c2st_key: jax.Array
+    floor: dict[str, float]
 
 
 @dataclasses.dataclass
@@ -87,8 +130,33 @@ class Panel:
 
     dataset: str
     strategy: str
-    floor: float = math.nan
+    floor: Figures = NOT_FINITE
     points: list[Point] = dataclasses.field(default_factory=list)
+
+
+def figures(samples: np.ndarray, data: np.ndarray, c2st_key) -> dict[str, float]:
+    """C2ST accuracy (and its binomial SE), precision and recall of samples against data."""
+    support = precision_recall(samples, data, k=K)
+    accuracy, se = classifier_two_sample_test(samples, data, c2st_key)
+    return {
+        "c2st": accuracy,
+        "c2st_se": se,
+        "precision": support["precision"][0],
+        "recall": support["recall"][0],
+    }
+
+
+def reference_draws(dataset_cfg, num_samples: int, eval_key, repeats: int) -> list[Draw]:
+    """Per sampling seed r, with ``split(eval_key, repeats)[r]`` split in four: the fresh data D
+    the samples are measured against, a second draw D' (the floor: D' against D), and the keys of
+    the samples' and the floor's classifiers (as ``quality_report`` splits its key)."""
+    draws = []
+    for key in jax.random.split(eval_key, repeats):
+        data_key, second_key, c2st_key, floor_key = jax.random.split(key, 4)
+        data = np.asarray(draw_batch(data_key, dataset_cfg, num_samples))
+        second = np.asarray(draw_batch(second_key, dataset_cfg, num_samples))
+        draws.append(Draw(data, c2st_key, figures(second, data, floor_key)))
+    return draws
 
 
 def sampler_config(name: str, steps: int | None = None, tol: float | None = None) -> SamplerConfig:
@@ -133,28 +201,40 @@ def load_or_train(
     return fitted.ema_model, "trained", time.perf_counter() - start
 
 
-def measure(strategy, model, sampler_cfg, dataset_cfg, num_samples, sample_key, eval_key):
-    """(ratio of sliced W2 to its floor, floor, NFE); the ratio is NaN for non-finite samples."""
-    try:
-        result = sample(strategy, model, sample_key, num_samples, DATA_DIM, sampler_cfg)
-        samples = np.asarray(result.samples)
-    except RuntimeError as err:  # diffrax raises on non-finite states or too many steps
-        print(f"  {sampler_cfg.sampler} failed: {str(err).splitlines()[0]}", file=sys.stderr)
-        return math.nan, math.nan, -1
-    nfe = int(result.nfe)
-    distance, floor = distance_and_floor(
-        samples if np.isfinite(samples).all() else np.zeros_like(samples),
-        lambda k, n: draw_batch(k, dataset_cfg, n),
-        eval_key,
-        REPEATS,
-    )
-    if not np.isfinite(samples).all():
-        return math.nan, floor, nfe
-    return distance / floor, floor, nfe
+def measure(
+    strategy, model, sampler_cfg, num_samples, sample_keys, draws: Sequence[Draw]
+) -> tuple[Figures, int]:
+    """The figures of one sampler config over the sampling seeds, and its NFE (the mean over
+    the seeds, -1 if sampling failed); all NaN if any seed's samples are not finite."""
+    measured, nfes = [], []
+    for sample_key, draw in zip(sample_keys, draws, strict=True):
+        try:
+            result = sample(strategy, model, sample_key, num_samples, DATA_DIM, sampler_cfg)
+            samples = np.asarray(result.samples)
+        except RuntimeError as err:  # diffrax raises on non-finite states or too many steps
+            print(f"  {sampler_cfg.sampler} failed: {str(err).splitlines()[0]}", file=sys.stderr)
+            return NOT_FINITE, -1
+        nfes.append(int(result.nfe))
+        if not np.isfinite(samples).all():
+            measured = None
+            continue
+        if measured is not None:
+            measured.append(figures(samples, draw.data, draw.c2st_key))
+    nfe = round(float(np.mean(nfes)))
+    return (Figures.mean(measured) if measured else NOT_FINITE), nfe
 
 
-def format_ratio(ratio: float) -> str:
-    return "nan" if not math.isfinite(ratio) else f"{ratio:.2f}"
+def format_value(value: float, se: float | None = None) -> str:
+    if not math.isfinite(value):
+        return "nan"
+    return f"{value:.3f}" if se is None else f"{value:.3f} ± {se:.3f}"
+
+
+def format_cell(p: Point, name: str) -> str:
+    """The C2ST as mean ± SE, precision and recall as their means."""
+    if name == "c2st":
+        return format_value(p.figures.c2st, p.figures.c2st_se)
+    return format_value(getattr(p.figures, name))
 
 
 def nearest_budget(nfe: int, budgets: Sequence[int]) -> int:
@@ -162,16 +242,39 @@ def nearest_budget(nfe: int, budgets: Sequence[int]) -> int:
     return min(budgets, key=lambda b: abs(math.log2(max(nfe, 1)) - math.log2(b)))
 
 
-def table_row(sampler: str, points: Sequence[Point], budgets: Sequence[int]) -> str:
-    """A markdown row: the ratio at each budget; adaptive's ratio@NFE pairs at the nearest one."""
+def table_row(sampler: str, points: Sequence[Point], budgets: Sequence[int], name: str) -> str:
+    """A markdown row of figure ``name`` at each budget; adaptive's value@NFE pairs at the
+    nearest one."""
     cells: dict[int, list[str]] = {b: [] for b in budgets}
     for p in points:
         if p.rtol is None:
-            cells[p.nfe].append(format_ratio(p.ratio))
+            cells[p.nfe].append(format_cell(p, name))
         else:
             at = "?" if p.nfe < 0 else str(p.nfe)
-            cells[nearest_budget(p.nfe, budgets)].append(f"{format_ratio(p.ratio)}@{at}")
+            cells[nearest_budget(p.nfe, budgets)].append(f"{format_cell(p, name)}@{at}")
     return f"| {sampler} | " + " | ".join("; ".join(cells[b]) or "-" for b in budgets) + " |"
+
+
+TITLES = {
+    "c2st": "C2ST accuracy (0.5 = indistinguishable), mean ± SE over the sampling seeds",
+    "precision": "precision (share of samples on the data's support), mean over the seeds",
+    "recall": "recall (share of the data's support the samples reach), mean over the seeds",
+}
+
+
+def table_header(budgets: Sequence[int]) -> list[str]:
+    return [
+        "| sampler | " + " | ".join(f"NFE {b}" for b in budgets) + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
+
+
+def floor_line(floor: Figures, repeats: int) -> str:
+    return (
+        f"data (a second fresh draw, mean over {repeats}): C2ST "
+        f"{format_value(floor.c2st, floor.c2st_se)}, precision {format_value(floor.precision)}, "
+        f"recall {format_value(floor.recall)}"
+    )
 
 
 def run_panel(
@@ -180,17 +283,16 @@ def run_panel(
     model,
     strategy,
     args: argparse.Namespace,
-    sample_key,
-    eval_key,
+    sample_keys,
+    draws: Sequence[Draw],
 ) -> tuple[Panel, list[str]]:
-    """Measures every sampler at every budget; prints each row as soon as it is complete."""
-    panel = Panel(dataset, strategy_name)
-    lines = [
-        "| sampler | " + " | ".join(f"NFE {b}" for b in args.nfe) + " |",
-        "|---|" + "---|" * len(args.nfe),
-    ]
+    """Measures every sampler at every budget; prints each C2ST row as soon as it is complete,
+    then the precision and recall tables."""
+    panel = Panel(dataset, strategy_name, Figures.mean([d.floor for d in draws]))
+    floor = floor_line(panel.floor, len(draws))
+    lines = [floor, "", f"{TITLES['c2st']}:", "", *table_header(args.nfe)]
     print("\n".join(lines), flush=True)
-    dataset_cfg = DATASETS[dataset]
+    rows: dict[str, list[Point]] = {}
     for name in args.samplers:
         if name in STOCHASTIC and not strategy.has_score():
             continue
@@ -201,34 +303,37 @@ def run_panel(
             configs = [(nfe, sampler_config(name, steps), None) for nfe, steps in schedule.items()]
         points = []
         for budget, cfg, tol in configs:
-            ratio, floor, nfe = measure(
-                strategy, model, cfg, dataset_cfg, args.num_samples, sample_key, eval_key
-            )
+            measured, nfe = measure(strategy, model, cfg, args.num_samples, sample_keys, draws)
             if budget is not None:
                 if nfe >= 0 and nfe != budget:
                     raise AssertionError(f"{name} at {cfg.num_sampling_steps} steps used {nfe=}")
                 nfe = budget
-            panel.floor = floor if math.isfinite(floor) else panel.floor
-            points.append(Point(name, nfe, ratio, tol))
+            points.append(Point(name, nfe, measured, tol))
         panel.points += points
-        lines.append(table_row(name, points, args.nfe))
+        rows[name] = points
+        lines.append(table_row(name, points, args.nfe, "c2st"))
         print(lines[-1], flush=True)
     adaptive = [p for p in panel.points if p.rtol is not None]
     if adaptive:
-        pairs = ", ".join(f"{p.rtol:g}: {format_ratio(p.ratio)}@{p.nfe}" for p in adaptive)
-        lines += ["", f"adaptive (Tsit5, rtol = atol: ratio@NFE): {pairs}"]
-        print(lines[-2] + "\n" + lines[-1], flush=True)
+        pairs = ", ".join(f"{p.rtol:g}: {format_value(p.figures.c2st)}@{p.nfe}" for p in adaptive)
+        lines += ["", f"adaptive (Tsit5, rtol = atol: C2ST@NFE): {pairs}"]
+    more = []
+    for figure in ("precision", "recall"):
+        more += ["", f"{TITLES[figure]}:", "", *table_header(args.nfe)]
+        more += [table_row(name, points, args.nfe, figure) for name, points in rows.items()]
+    print("\n".join((lines[-2:] if adaptive else []) + more), flush=True)
+    lines += more
     return panel, lines
 
 
 def plot(panels: Sequence[Panel], datasets, strategies, samplers, budgets, path: Path) -> None:
-    """Rows datasets, columns strategies: ratio vs NFE (log2 axes), one line per sampler."""
+    """Rows datasets, columns strategies: C2ST accuracy vs NFE (log2 x axis), one line per
+    sampler, beside 0.5 (indistinguishable) and the data's own value."""
     by_key = {(p.dataset, p.strategy): p for p in panels}
     rows, cols = len(datasets), len(strategies)
     fig = Figure(figsize=(4.2 * cols + 1.6, 3.2 * rows), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    # One y scale per dataset: the strategies (and couplings) of a row compare at a glance.
-    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey="row")
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
     styles = {name: (f"C{i % 10}", "os^vD<>ph*"[i % 10]) for i, name in enumerate(samplers)}
     # Powers of two up to the largest NFE measured (adaptive may go past the largest budget).
     largest = max([p.nfe for panel in panels for p in panel.points] + list(budgets))
@@ -247,7 +352,7 @@ def plot(panels: Sequence[Panel], datasets, strategies, samplers, budgets, path:
                 color, marker = styles[name]
                 ax.plot(
                     [p.nfe for p in points],
-                    [p.ratio for p in points],  # NaN breaks the line
+                    [p.figures.c2st for p in points],  # NaN breaks the line
                     color=color,
                     marker=marker,
                     markersize=4,
@@ -255,25 +360,28 @@ def plot(panels: Sequence[Panel], datasets, strategies, samplers, budgets, path:
                     linestyle=":" if name == "adaptive" else "-",
                     label=name,
                 )
-            ax.axhline(1.0, color="k", linestyle="--", linewidth=1)
+            ax.axhline(0.5, color="k", linestyle="--", linewidth=1, label="0.5: indistinguishable")
+            if panel and math.isfinite(panel.floor.c2st):
+                ax.axhline(
+                    panel.floor.c2st, color="0.5", linestyle=":", linewidth=1.5, label="data's own"
+                )
             ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
+            ax.set_ylim(0.48, 1.01)
             ax.set_xticks(ticks, [str(t) for t in ticks])
             ax.xaxis.set_minor_locator(NullLocator())
             ax.grid(True, which="major", alpha=0.3)
             if i == 0:
                 ax.set_title(strategy, fontsize=11)
             if j == 0:
-                ax.set_ylabel(f"{dataset}\nsliced W2 / floor", fontsize=10)
+                ax.set_ylabel(f"{dataset}\nC2ST accuracy", fontsize=10)
             if i == rows - 1:
                 ax.set_xlabel("NFE")
-    handles, labels = {}, {}
+    handles = {}
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
-            labels.setdefault(label, label)
     if handles:
-        fig.legend(list(handles.values()), list(labels), loc="outside right upper", fontsize=9)
+        fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
 
@@ -314,7 +422,7 @@ def strategy_variants(args: argparse.Namespace) -> list[tuple[str, object, str]]
 def coupling_table(panels: Sequence[Panel], budgets: Sequence[int]) -> list[str]:
     """Independent against optimal-transport pairs, sampler by sampler, at budgets up to 8.
 
-    A cell is ``independent -> ot`` (ratios to the floor); rows are every (dataset, strategy,
+    A cell is ``independent -> ot`` (C2ST accuracies); rows are every (dataset, strategy,
     sampler) measured with both couplings.
     """
     budgets = [b for b in budgets if b <= 8]
@@ -331,11 +439,11 @@ def coupling_table(panels: Sequence[Panel], budgets: Sequence[int]) -> list[str]
             cells = []
             for b in budgets:
                 pair = [
-                    [q.ratio for q in panel.points if q.sampler == sampler and q.nfe == b]
+                    [q.figures.c2st for q in panel.points if q.sampler == sampler and q.nfe == b]
                     for panel in (independent, coupled)
                 ]
                 cells.append(
-                    f"{format_ratio(pair[0][0])} -> {format_ratio(pair[1][0])}"
+                    f"{format_value(pair[0][0])} -> {format_value(pair[1][0])}"
                     if all(pair)
                     else "-"
                 )
@@ -381,7 +489,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
     parser.add_argument("--hidden-dim", type=int, default=MLPConfig().hidden_dim)
     parser.add_argument("--depth", type=int, default=MLPConfig().depth)
-    parser.add_argument("--num-samples", type=int, default=2000)
+    parser.add_argument(
+        "--num-samples", type=int, default=10_000, help="samples (and fresh data points) a cell"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="sampling seeds per cell")
     parser.add_argument("--seed", type=int, default=0, help="seed of training and sampling")
     parser.add_argument("--retrain", action="store_true", help="ignore cached checkpoints")
     parser.add_argument("--checkpoint-dir", type=Path, default=Path("outputs/benchmark_nfe"))
@@ -393,9 +504,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.nfe = sorted(set(args.nfe))
     if any(not tol > 0 for tol in args.tolerances):
         parser.error(f"--tolerances {args.tolerances}: must be positive")
-    for flag in ("train_steps", "batch_size", "hidden_dim", "depth", "num_samples"):
+    for flag in ("train_steps", "batch_size", "hidden_dim", "depth", "repeats"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')}={getattr(args, flag)}: must be >= 1")
+    if args.num_samples <= K:
+        parser.error(f"--num-samples={args.num_samples}: must be > {K} (the k-NN radii)")
     return args
 
 
@@ -403,23 +516,26 @@ def main(argv: Sequence[str] | None = None) -> list[Panel]:
     """Trains (or loads) every model, measures every sampler, writes the tables and the figure."""
     args = parse_args(argv)
     command = shlex.join(["scripts/benchmark_nfe.py", *(sys.argv[1:] if argv is None else argv)])
-    model_cfg = MLPConfig(hidden_dim=args.hidden_dim, depth=args.depth)
+    model_cfg = dataclasses.replace(MLPConfig(), hidden_dim=args.hidden_dim, depth=args.depth)
     train_cfg = dataclasses.replace(
         TrainConfig(), train_steps=args.train_steps, batch_size=args.batch_size, seed=args.seed
     )
     # The run's named streams (training's come from train_cfg.seed, stored in the checkpoint).
     keys = run_keys(args.seed)
-    sample_key, eval_key = keys.sample, keys.evaluate
+    sample_keys = jax.random.split(keys.sample, args.repeats)
     lines = [
         f"`{command}`: default recipe ({train_cfg.train_steps} train steps, batch "
         f"{train_cfg.batch_size}, MLP {model_cfg.hidden_dim}x{model_cfg.depth}, seed "
-        f"{args.seed}, EMA samples); {args.num_samples} samples per cell; cells are sliced W2 "
-        f"to fresh data / its floor (two fresh draws), mean over {REPEATS} draws; `-` budget "
-        "out of reach, `nan` non-finite samples; adaptive shows ratio@NFE at the nearest "
-        "budget column.",
+        f"{args.seed}, EMA samples); {args.num_samples} samples per cell against as many fresh "
+        f"data points, {args.repeats} sampling seeds (each with its own fresh data); C2ST = "
+        "cross-validated accuracy of a classifier telling samples from data (0.5: it cannot), "
+        f"precision and recall with k = {K}; `data` is a second fresh draw measured in the same "
+        "way (the floor); `-` budget out of reach, `nan` non-finite samples; adaptive shows "
+        "value@NFE at the nearest budget column.",
     ]
     print(lines[0], flush=True)
     panels = []
+    references: dict[str, list[Draw]] = {}
     start = time.perf_counter()
     # Datasets outer: the tables come out in order. The samplers' compiled code is cached per
     # (strategy, sampler config, n), not per dataset, so only the first dataset compiles.
@@ -438,6 +554,10 @@ def main(argv: Sequence[str] | None = None) -> list[Panel]:
             model, status, train_seconds = load_or_train(path, cfg, args.retrain)
             how = f"trained in {train_seconds:.0f} s" if train_seconds is not None else "cached"
             panel_start = time.perf_counter()
+            if dataset not in references:
+                references[dataset] = reference_draws(
+                    DATASETS[dataset], args.num_samples, keys.evaluate, args.repeats
+                )
             header = [
                 "",
                 f"### {dataset} / {label} ({strategy_cfg.prediction}-prediction, "
@@ -451,29 +571,42 @@ def main(argv: Sequence[str] | None = None) -> list[Panel]:
                 model,
                 create_strategy(cfg.strategy),
                 args,
-                sample_key,
-                eval_key,
+                sample_keys,
+                references[dataset],
             )
             footer = [
                 "",
-                f"floor {panel.floor:.3f}; sampling {time.perf_counter() - panel_start:.0f} s",
+                f"sampling and measuring {time.perf_counter() - panel_start:.0f} s "
+                f"[{time.perf_counter() - start:.0f} s]",
             ]
             print("\n".join(footer), flush=True)
             lines += header + table + footer
             panels.append(panel)
+            # What is measured so far, in case the run is stopped before the end.
+            write(args, lines, panels, columns)
     comparison = coupling_table(panels, args.nfe)
     if len(comparison) > 2:
-        comparison = ["", "### Independent -> optimal-transport coupling", "", *comparison]
+        comparison = [
+            "",
+            "### Independent -> optimal-transport coupling (C2ST accuracy)",
+            "",
+            *comparison,
+        ]
         print("\n".join(comparison), flush=True)
         lines += comparison
     total = time.perf_counter() - start
     lines += ["", f"Wall time {total:.0f} s."]
     print(lines[-1], flush=True)
+    write(args, lines, panels, columns)
+    print(f"wrote {args.output} and {args.figure}")
+    return panels
+
+
+def write(args: argparse.Namespace, lines: Sequence[str], panels, columns) -> None:
+    """The tables to ``--output`` and the figure of the panels to ``--figure``."""
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines) + "\n")
     plot(panels, args.datasets, columns, args.samplers, args.nfe, args.figure)
-    print(f"wrote {args.output} and {args.figure}")
-    return panels
 
 
 if __name__ == "__main__":

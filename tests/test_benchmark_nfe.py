@@ -1,7 +1,6 @@
 """scripts/benchmark_nfe.py runs end to end at a tiny size and writes its table and figure."""
 
 import importlib.util
-import math
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +21,14 @@ def benchmark():
     return module
 
 
-def table_rows(text: str) -> dict[str, list[str]]:
-    """Sampler name -> its cells, for the rows of every table in the markdown."""
-    rows = {}
+def table_rows(text: str, title: str = "C2ST") -> dict[str, list[str]]:
+    """Sampler name -> its cells, for the rows of every table whose title starts with ``title``."""
+    rows, current = {}, None
     for line in text.splitlines():
+        if line and not line.startswith("|"):
+            current = line
         fields = [f.strip() for f in line.strip().strip("|").split("|")]
-        if line.startswith("| ") and fields[0] != "sampler":
+        if line.startswith("| ") and fields[0] != "sampler" and current.startswith(title):
             rows[fields[0]] = fields[1:]
     return rows
 
@@ -38,7 +39,7 @@ def test_tiny_run_writes_a_table_per_sampler_and_a_figure(benchmark, tmp_path, c
     argv = ["--datasets", "moon", "--strategies", "flow-matching", "--train-steps", "30"]
     argv += ["--nfe", "1", "2", "4", "--num-samples", "64", "--hidden-dim", "16", "--depth", "2"]
     argv += ["--tolerances", "0.1", "--checkpoint-dir", str(tmp_path / "ckpt")]
-    argv += ["--output", str(table), "--figure", str(figure)]
+    argv += ["--output", str(table), "--figure", str(figure), "--repeats", "2"]
     panels = benchmark.main(argv)
 
     assert [(p.dataset, p.strategy) for p in panels] == [("moon", "flow-matching")]
@@ -48,12 +49,20 @@ def test_tiny_run_writes_a_table_per_sampler_and_a_figure(benchmark, tmp_path, c
     rows = table_rows(text)
     assert set(rows) == set(benchmark.SAMPLERS)
     assert all(len(cells) == 3 for cells in rows.values())
-    euler_at_4 = float(rows["euler"][2])
-    assert math.isfinite(euler_at_4) and euler_at_4 > 0
+    accuracy, se = (float(v) for v in rows["euler"][2].split(" ± "))
+    assert 0 <= accuracy <= 1 and se >= 0
     assert rows["rk4"][:2] == ["-", "-"]  # four evaluations per step: 1 and 2 are out of reach
     (adaptive,) = [cell for cell in rows["adaptive"] if cell != "-"]
-    ratio, nfe = adaptive.split("@")
-    assert math.isfinite(float(ratio)) and int(nfe) >= 7  # Tsit5: at least one step of 6 + 1
+    value, nfe = adaptive.split("@")
+    assert 0 <= float(value.split(" ± ")[0]) <= 1
+    assert int(nfe) >= 7  # Tsit5: at least one step of 6 + 1
+    for title in ("precision", "recall"):
+        cells = table_rows(text, title)
+        assert set(cells) == set(benchmark.SAMPLERS)
+        assert 0 <= float(cells["euler"][2]) <= 1
+    floor = panels[0].floor
+    assert 0 <= floor.c2st <= 1 and 0 <= floor.precision <= 1 and 0 <= floor.recall <= 1
+    assert text.count("data (a second fresh draw") == 1
     out = capsys.readouterr().out
     assert all(line in out for line in text.splitlines() if line.startswith("| "))
 
@@ -121,7 +130,7 @@ def test_couplings_train_flow_matching_twice_and_compare_them(benchmark, tmp_pat
     argv += ["--couplings", "independent", "ot", "--batch-size", "32", "--nfe", "1", "2"]
     argv += ["--samplers", "euler", "euler-maruyama", "--num-samples", "64"]
     argv += ["--hidden-dim", "16", "--depth", "1", "--checkpoint-dir", str(tmp_path / "ckpt")]
-    argv += ["--output", str(table), "--figure", str(tmp_path / "nfe.png")]
+    argv += ["--output", str(table), "--figure", str(tmp_path / "nfe.png"), "--repeats", "1"]
     panels = benchmark.main(argv)
 
     assert [p.strategy for p in panels] == ["flow-matching", "flow-matching/ot"]
@@ -134,6 +143,9 @@ def test_couplings_train_flow_matching_twice_and_compare_them(benchmark, tmp_pat
     for cell, budget in zip(cells, (1, 2), strict=True):
         before, after = (float(v) for v in cell.split(" -> "))
         expected = [
-            q.ratio for p in panels for q in p.points if (q.sampler, q.nfe) == ("euler", budget)
+            q.figures.c2st
+            for p in panels
+            for q in p.points
+            if (q.sampler, q.nfe) == ("euler", budget)
         ]
-        assert [before, after] == pytest.approx([round(r, 2) for r in expected], abs=0.006)
+        assert [before, after] == pytest.approx([round(r, 3) for r in expected], abs=6e-4)
