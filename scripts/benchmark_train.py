@@ -155,6 +155,9 @@ def flops_estimate(num_params: int, batch_size: int) -> int:
 
 
 def count_params(model: eqx.Module) -> int:
+    """Trained weights: every float array but the fixed Fourier frequencies."""
+    if getattr(model, "fourier", None) is not None:
+        model = eqx.tree_at(lambda m: m.fourier, model, None)
     return sum(x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)))
 
 

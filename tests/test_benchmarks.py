@@ -66,7 +66,8 @@ def positive_finite(x: float) -> bool:
 
 def test_flop_counts_of_a_tiny_mlp_match_a_hand_count(bench_train):
     # data 2 + time embedding 2 -> 4 -> 2: weights 4x4 and 4x2, biases 4 and 2.
-    model = create_model(MLPConfig(hidden_dim=4, depth=1, time_embed_dim=2), jax.random.key(0), 2)
+    cfg = MLPConfig(hidden_dim=4, depth=1, time_embed_dim=2, fourier_features=0)
+    model = create_model(cfg, jax.random.key(0), 2)
     shapes = bench_train.linear_shapes(model)
     assert shapes == [(4, 4), (4, 2)]
     batch = 3
@@ -107,10 +108,11 @@ def test_train_benchmark_tiny_run(bench_train, tmp_path, capsys):
         bench_train.ASYNC,
     }
     assert all(positive_finite(v) for v in result.steps_per_s.values())
-    # MLP (2 + 32) -> 16 -> 2 at batch 32.
-    assert result.params == 34 * 16 + 16 + 16 * 2 + 2
+    # MLP (2 + 2 x 64 Fourier features + 32) -> 16 -> 2 at batch 32; the 64 x 2 frequencies
+    # are not trained, so not counted.
+    assert result.params == 162 * 16 + 16 + 16 * 2 + 2
     assert result.flops_estimate == 6 * 32 * result.params
-    assert result.flops_exact == 2 * 32 * (3 * 34 * 16 + 3 * 16 * 2) - 2 * 32 * 34 * 16
+    assert result.flops_exact == 2 * 32 * (3 * 162 * 16 + 3 * 16 * 2) - 2 * 32 * 162 * 16
     assert positive_finite(result.matmul_gflops)
     for loop in bench_train.LOOPS:
         achieved = result.steps_per_s[loop] * result.flops_estimate / 1e9

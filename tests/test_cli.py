@@ -18,6 +18,7 @@ from PIL import Image, ImageSequence
 from jax_gen import animation, checkpoint, config, engine, evaluation, plots
 from jax_gen.cli import main
 from jax_gen.config import (
+    DDPMStrategyConfig,
     ExperimentConfig,
     GaussianMixtureConfig,
     MLPConfig,
@@ -691,7 +692,8 @@ def test_evaluate_defaults_write_beside_the_checkpoint(in_tmp, capsys, trained):
     )
     assert code == 0, err
     report = json.loads(trained.with_name("model.evaluate.json").read_text())
-    assert [row["steps"] for row in report["rows"]] == [100]  # DDPM's default transport steps
+    # DDPM's default transport steps.
+    assert [row["steps"] for row in report["rows"]] == [DDPMStrategyConfig().num_transport_steps]
     assert report["nll_nats_per_dim"]["estimator"] == "hutchinson"
     assert trained.with_name("model.density.png").exists()
 
@@ -826,3 +828,34 @@ def test_digits_end_to_end(in_tmp, capsys):
     assert not (in_tmp / "digits.density.png").exists()  # no plane to draw a density on
     code, _, err = run(["plot-field", "--model-path", path], capsys)
     assert_clean_failure(code, err, "digits is not 2-D data")
+
+
+def test_optimal_variance_samples_with_the_measured_variance_and_is_refused_elsewhere(
+    in_tmp, capsys, trained, conditional_mixture
+):
+    drawn = {}
+    for flag in ([], ["--optimal-variance"]):
+        out_path = in_tmp / f"samples{len(flag)}.npy"
+        argv = ["generate", "--model-path", trained, "--num-samples", "300", *flag]
+        code, out, err = run([*argv, "--output-samples-path", out_path], capsys)
+        assert code == 0, err
+        drawn[bool(flag)] = np.load(out_path)
+    # The command samples with the variance measured by evaluation.with_optimal_variance on
+    # its own key (the widening itself is tested on exact Gaussian data in test_sampling_solvers).
+    saved = checkpoint.load(trained)
+    keys = evaluation.sampling_keys(0)
+    strategy = create_strategy(saved.config.strategy)
+    model = saved.state.ema_model
+    widened = evaluation.with_optimal_variance(strategy, model, saved.config, keys.variance)
+    assert np.all(np.asarray(widened.denoiser_error)[1:] > 0)
+    expected = sample(widened, model, keys.sample, 300, 2).samples
+    np.testing.assert_allclose(drawn[True], expected, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(drawn[True], drawn[False], rtol=1e-3, atol=1e-3)
+    before = trained.read_bytes()
+    argv = ["generate", "--model-path", trained, "--optimal-variance", "--sampler", "ddim"]
+    code, _, err = run(argv, capsys)
+    assert_clean_failure(code, err, "optimal_variance", "ddim")
+    argv = ["generate", "--model-path", conditional_mixture, "--optimal-variance"]
+    code, _, err = run(argv, capsys)
+    assert_clean_failure(code, err, "--optimal-variance applies to ddpm")
+    assert trained.read_bytes() == before

@@ -88,11 +88,13 @@ def test_fit_reproduces_the_stored_reference():
 
     Exact on the machine that recorded it; rtol 1e-5 only allows another CPU's different order
     of float additions (XLA's vectorisation and fusion), not a change of keys or of the loop.
+    The model and learning rate are spelled out, so a change of their defaults keeps it valid.
     """
     cfg = ExperimentConfig(
         strategy=FlowMatchingStrategyConfig(),
-        model=MLPConfig(hidden_dim=8, depth=2, time_embed_dim=4),
+        model=MLPConfig(hidden_dim=8, depth=2, time_embed_dim=4, fourier_features=0),
         dataset=GaussianMixtureConfig(),
+        optimizer=OptimizerConfig(learning_rate=2e-3),
         train=TrainConfig(batch_size=64, train_steps=30, log_interval=10, seed=7),
     )
     fitted = engine.fit(cfg)

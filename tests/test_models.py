@@ -4,8 +4,23 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_gen.config import MLPConfig, MoonConfig, ResNetConfig
-from jax_gen.models import MLP, ClassConditioned, ResNet, SinusoidalTimeEmbed, create_model
+from jax_gen import checkpoint, engine
+from jax_gen.config import (
+    ExperimentConfig,
+    FlowMatchingStrategyConfig,
+    MLPConfig,
+    MoonConfig,
+    ResNetConfig,
+    TrainConfig,
+)
+from jax_gen.models import (
+    MLP,
+    ClassConditioned,
+    FourierFeatures,
+    ResNet,
+    SinusoidalTimeEmbed,
+    create_model,
+)
 
 MODEL_CONFIGS = [
     MLPConfig(hidden_dim=32, depth=2),
@@ -147,3 +162,63 @@ def test_class_conditioned_fixes_the_label_without_recompiling():
         np.testing.assert_allclose(apply(ClassConditioned(model, label), x), expected, rtol=1e-6)
     null = ClassConditioned(model, None)
     np.testing.assert_allclose(null(jnp.float32(0.2), x[0]), model(jnp.float32(0.2), x[0]))
+
+
+def test_fourier_features_are_x_and_sines_and_cosines_of_its_projections():
+    features = FourierFeatures(3, 2, 1.0, key=jax.random.key(0))
+    # Frequencies chosen so that 2 pi B x lands on known angles for x = (1, 2).
+    features = eqx.tree_at(
+        lambda f: f.frequencies, features, jnp.array([[0.25, 0.0], [0.0, 0.25], [0.5, -0.25]])
+    )
+    x = jnp.array([1.0, 2.0])
+    angles = np.array([np.pi / 2, np.pi, 0.0])
+    expected = np.concatenate([[1.0, 2.0], np.sin(angles), np.cos(angles)])
+    np.testing.assert_allclose(features(x), expected, atol=1e-6)
+    assert features.out_dim == 8
+
+
+def test_fourier_frequencies_have_the_configured_scale():
+    model = create_model(MLPConfig(fourier_features=4096, fourier_scale=0.5), jax.random.key(1), 2)
+    frequencies = np.asarray(model.fourier.frequencies)
+    assert frequencies.shape == (4096, 2)
+    # 8192 N(0, 0.25) draws: the std's standard error is 0.5 / sqrt(2 * 8192) = 0.004.
+    assert abs(frequencies.std() - 0.5) < 0.016 and abs(frequencies.mean()) < 0.02
+    assert model.layers[0].in_features == 2 + 2 * 4096 + MLPConfig().time_embed_dim
+
+
+def test_mlp_without_fourier_features_reads_x_alone():
+    cfg = MLPConfig(hidden_dim=16, depth=2, fourier_features=0)
+    model = create_model(cfg, jax.random.key(0), 2)
+    assert model.fourier is None and model.layers[0].in_features == 2 + MLPConfig().time_embed_dim
+
+
+def test_fourier_frequencies_get_no_gradient_and_are_never_trained(tmp_path):
+    cfg = ExperimentConfig(
+        strategy=FlowMatchingStrategyConfig(num_transport_steps=8),
+        model=MLPConfig(hidden_dim=16, depth=2, fourier_features=8),
+        dataset=MoonConfig(),
+        train=TrainConfig(batch_size=32, train_steps=20, log_interval=10, seed=3),
+    )
+    model = create_model(cfg.model, jax.random.key(3), 2)
+    grads = eqx.filter_grad(lambda m: jnp.sum(m(jnp.float32(0.5), jnp.ones(2)) ** 2))(model)
+    assert not np.any(grads.fourier.frequencies) and np.any(grads.layers[0].weight)
+
+    fitted = engine.fit(cfg, check_finite=False)
+    start = engine.init_state(cfg).state.model
+    np.testing.assert_array_equal(fitted.model.fourier.frequencies, start.fourier.frequencies)
+    assert not np.array_equal(fitted.model.layers[0].weight, start.layers[0].weight)
+    # Saved with the model: loading restores this run's frequencies, not the skeleton's.
+    path = tmp_path / "run.eqx"
+    fitted.save(path)
+    loaded = checkpoint.load(path).state.model
+    np.testing.assert_array_equal(loaded.fourier.frequencies, start.fourier.frequencies)
+    skeleton = checkpoint.skeleton(cfg, data_dim=2).model
+    assert not np.array_equal(skeleton.fourier.frequencies, start.fourier.frequencies)
+
+
+@pytest.mark.parametrize(
+    "field, value", [("fourier_features", -1), ("fourier_scale", 0.0), ("fourier_scale", -1.0)]
+)
+def test_bad_fourier_options_are_rejected(field, value):
+    with pytest.raises(ValueError, match=field):
+        MLPConfig(**{field: value})

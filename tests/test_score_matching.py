@@ -241,7 +241,9 @@ def test_tiny_model_lands_samples_on_the_four_modes():
     corners = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]]) * gmm.scale
     init_key, train_key = jax.random.split(jax.random.key(0))
     strategy = score_matching()
-    model = create_model(MLPConfig(hidden_dim=64, depth=3), init_key, data_dim=2)
+    # A plain MLP on x, as in tests/test_train.py's tiny recipe.
+    model_cfg = MLPConfig(hidden_dim=64, depth=3, fourier_features=0)
+    model = create_model(model_cfg, init_key, data_dim=2)
     train_cfg = TrainConfig(batch_size=256, train_steps=1500, log_interval=500, ema_decay=0.99)
     opt_cfg = OptimizerConfig(learning_rate=3e-3, warmup_steps=50)
     _, ema_model, losses = train(strategy, model, gmm, train_cfg, opt_cfg, train_key)

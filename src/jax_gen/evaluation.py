@@ -45,7 +45,7 @@ from jax_gen.metrics import (
     sliced_wasserstein,
 )
 from jax_gen.sampling import SampleResult, sample
-from jax_gen.strategies import Strategy, create_strategy
+from jax_gen.strategies import DDPMStrategy, Strategy, create_strategy
 
 METRICS = {"sliced W2": sliced_wasserstein, "energy": energy_distance, "MMD": mmd}
 """The distances of every :func:`evaluate` row, by the name its table and JSON give them."""
@@ -68,6 +68,8 @@ class SamplingKeys(NamedTuple):
     """The class of each point of a class-conditional model."""
     evaluate: PRNGKeyArray
     """Fresh data and the metrics' own draws."""
+    variance: PRNGKeyArray
+    """The data and noise that measure DDPM's optimal reverse variance (``--optimal-variance``)."""
 
 
 def sampling_keys(seed: int) -> SamplingKeys:
@@ -101,6 +103,31 @@ def fresh_data(
         data, labels = get_labeled_batch(key, cfg.dataset, n)
         return np.asarray(data), np.asarray(labels)
     return np.asarray(get_batch(key, cfg.dataset, n)), None
+
+
+def with_optimal_variance(
+    strategy: Strategy, model, cfg: ExperimentConfig, key: PRNGKeyArray, n: int = 4096
+) -> Strategy:
+    """DDPM with the reverse variance of least KL divergence for ``model``, measured on n fresh
+    data points (:meth:`~jax_gen.strategies.DDPMStrategy.with_optimal_variance`); what
+    ``--optimal-variance`` samples with.
+
+    Args:
+        strategy: the trained DDPM strategy.
+        model: its unconditional network.
+        cfg: the run's config (its dataset supplies the data).
+        key: the measurement's key (:attr:`SamplingKeys.variance`).
+        n: data points of the measurement.
+
+    Raises:
+        ValueError: not DDPM, or a class-conditional model.
+    """
+    if not isinstance(strategy, DDPMStrategy):
+        raise ValueError(f"--optimal-variance applies to ddpm, not {name_of(cfg.strategy)}")
+    if cfg.train.conditional:
+        raise ValueError("--optimal-variance needs an unconditional model")
+    x = get_batch(key_stream(key, "data"), cfg.dataset, n)
+    return strategy.with_optimal_variance(model, x, key_stream(key, "noise"))
 
 
 def sampling_labels(

@@ -1,7 +1,9 @@
 """Time-conditioned networks. Every model acts on ONE point: ``model(t, x) -> same shape as x``.
 
-Batch with ``jax.vmap``. Constants (the time-embedding frequencies) are computed on the fly from
-static sizes, so they are never in the trainable partition of the model.
+Batch with ``jax.vmap``. Constants are kept out of training: the time-embedding frequencies are
+computed on the fly from static sizes, and the MLP's random Fourier frequencies, drawn once from
+the model's key and saved with it, sit behind ``stop_gradient`` (their gradient is exactly 0, so
+Adam never moves them).
 
 **Class conditioning.** ``create_model(cfg, key, data_dim, num_classes=K)`` with K > 0 builds a
 class-conditional network, called as ``model(t, x, label)`` with an int32 scalar label in
@@ -91,10 +93,43 @@ def _conditioning(
     return temb + model.class_embed(jnp.asarray(index, jnp.int32)).astype(temb.dtype)
 
 
+class FourierFeatures(eqx.Module):
+    """Random Fourier features of a point: [x, sin(2 pi B x), cos(2 pi B x)].
+
+    B is an (n, d) matrix of independent N(0, scale^2) frequencies in cycles per unit of x, drawn
+    once from the model's key (Tancik et al., "Fourier Features Let Networks Learn High
+    Frequency Functions in Low Dimensional Domains", 2020). A plain MLP on x is smooth at the
+    scale of its inputs and blurs sharp edges (a silhouette's outline); these features give it
+    oscillations of about 1 / scale units of x to build them from. B is part of the saved model
+    but not trained: the forward pass reads it through ``stop_gradient``.
+    """
+
+    frequencies: Float[Array, "n d"]
+
+    def __init__(self, num: int, dim: int, scale: float, *, key: PRNGKeyArray):
+        self.frequencies = scale * jax.random.normal(key, (num, dim))
+
+    @property
+    def out_dim(self) -> int:
+        """d + 2n, the size of the features of a d-dimensional point."""
+        num, dim = self.frequencies.shape
+        return dim + 2 * num
+
+    def __call__(self, x: Float[Array, " d"]) -> Float[Array, " out"]:
+        angles = 2 * math.pi * (jax.lax.stop_gradient(self.frequencies) @ x)
+        return jnp.concatenate([x, jnp.sin(angles), jnp.cos(angles)])
+
+
 class MLP(eqx.Module):
-    """An MLP on the concatenation [x, c], c = embed(t) (+ E[label] if class-conditional)."""
+    """An MLP on the concatenation [f(x), c], c = embed(t) (+ E[label] if class-conditional).
+
+    f(x) is x itself, or x with its random Fourier features (:class:`FourierFeatures`) when
+    ``cfg.fourier_features`` > 0.
+    """
 
     time_embed: SinusoidalTimeEmbed
+    fourier: FourierFeatures | None
+    """The input's Fourier features, or None to read x as it is."""
     class_embed: eqx.nn.Embedding | None
     """The learned class table (K + 1 rows, the last the null class); None if unconditional."""
     layers: tuple[eqx.nn.Linear, ...]
@@ -103,7 +138,15 @@ class MLP(eqx.Module):
     def __init__(self, data_dim: int, cfg: MLPConfig, *, num_classes: int = 0, key: PRNGKeyArray):
         key, self.class_embed = _class_embedding(num_classes, cfg.time_embed_dim, key)
         self.time_embed = SinusoidalTimeEmbed(cfg.time_embed_dim)
-        sizes = [data_dim + cfg.time_embed_dim] + [cfg.hidden_dim] * cfg.depth + [data_dim]
+        if cfg.fourier_features:
+            key, fourier_key = jax.random.split(key)
+            self.fourier = FourierFeatures(
+                cfg.fourier_features, data_dim, cfg.fourier_scale, key=fourier_key
+            )
+            in_dim = self.fourier.out_dim
+        else:
+            self.fourier, in_dim = None, data_dim
+        sizes = [in_dim + cfg.time_embed_dim] + [cfg.hidden_dim] * cfg.depth + [data_dim]
         keys = jax.random.split(key, len(sizes) - 1)
         self.layers = tuple(
             eqx.nn.Linear(n_in, n_out, key=k)
@@ -133,7 +176,8 @@ class MLP(eqx.Module):
         Returns:
             Shape (dim,).
         """
-        h = jnp.concatenate([x, _conditioning(self, t, label)])
+        features = x if self.fourier is None else self.fourier(x)
+        h = jnp.concatenate([features, _conditioning(self, t, label)])
         for layer in self.layers[:-1]:
             h = self.activation(layer(h))
         return self.layers[-1](h)

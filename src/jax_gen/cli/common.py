@@ -14,6 +14,7 @@ from jax_gen.cli.commands import RerunOptions, SamplingOptions
 from jax_gen.config import ExperimentConfig, SamplerConfig, name_of
 from jax_gen.data import data_dim as dataset_dim
 from jax_gen.data import image_shape, is_planar
+from jax_gen.evaluation import sampling_keys, with_optimal_variance
 from jax_gen.fields import plane
 from jax_gen.strategies import create_strategy
 
@@ -84,6 +85,8 @@ def describe_sampling(
     s = cfg.strategy
     name = "" if sampler.sampler == "default" else f", {sampler.sampler} sampler"
     text = f"{name_of(s)}, {s.prediction}-prediction{name}, NFE {nfe}"
+    if sampler.optimal_variance:
+        text += ", optimal variance"
     if cfg.train.conditional:
         which = "all classes" if condition is None else f"class {condition}"
         text += f", {which}, guidance {sampler.guidance_scale:g}"
@@ -144,4 +147,8 @@ def load_for_sampling(options: SamplingOptions):
         if steps != type(options.strategy)().num_transport_steps:
             sampler = dataclasses.replace(sampler, num_sampling_steps=steps)
     model = saved.state.ema_model if options.use_ema else saved.state.model
-    return cfg, create_strategy(cfg.strategy), model, saved.data_dim, sampler
+    strategy = create_strategy(cfg.strategy)
+    if sampler.optimal_variance:
+        key = sampling_keys(options.seed).variance
+        strategy = with_optimal_variance(strategy, model, cfg, key)
+    return cfg, strategy, model, saved.data_dim, sampler

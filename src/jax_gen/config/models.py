@@ -4,14 +4,14 @@ import typing
 from dataclasses import dataclass
 from typing import Literal
 
-from jax_gen.config.base import Validated, _check_choice, _check_positive
+from jax_gen.config.base import Validated, _check_choice, _check_non_negative, _check_positive
 
 Activation = Literal["gelu", "relu", "swish"]
 
 
 @dataclass(frozen=True)
 class MLPConfig(Validated):
-    """Multilayer perceptron on [x, time embedding]."""
+    """Multilayer perceptron on [x, Fourier features of x, time embedding]."""
 
     hidden_dim: int = 128
     """Width of every hidden layer."""
@@ -21,9 +21,16 @@ class MLPConfig(Validated):
     """Nonlinearity between layers."""
     time_embed_dim: int = 32
     """Size of the sinusoidal time embedding (even)."""
+    fourier_features: int = 64
+    """Random Fourier features fed beside x: sin and cos of 2 pi B x for this many fixed random
+    frequency vectors B (0: x alone). They let the network draw sharp edges."""
+    fourier_scale: float = 1.0
+    """Standard deviation of each frequency's coordinates, in cycles per unit of x: features
+    oscillate over about 1 / scale units of the data."""
 
     def validate(self) -> None:
-        _check_positive(self, "hidden_dim", "depth", "time_embed_dim")
+        _check_positive(self, "hidden_dim", "depth", "time_embed_dim", "fourier_scale")
+        _check_non_negative(self, "fourier_features")
         _check_choice(self, "activation", typing.get_args(Activation))
         if self.time_embed_dim % 2:
             raise ValueError(f"time_embed_dim={self.time_embed_dim!r} must be even")

@@ -62,6 +62,11 @@ class SamplerConfig(Validated):
     """Move the fixed-step samplers' grid onto the times a DDPM or score-matching network was
     trained at (k / T; needs at most T steps), since between them it answers for inputs it
     never saw. No effect on flow matching, which trains at every t."""
+    optimal_variance: bool = False
+    """DDPM's `default` sampler only: widen each reverse step by the denoiser's own error,
+    measured on 4,096 fresh data points before sampling (Bao et al. 2022), so the chain no
+    longer narrows the data. A trade-off: where the model is least sure (a silhouette's edges)
+    the wider steps move samples off the support (cat, T = 100: inside share 0.943 -> 0.914)."""
 
     def validate(self) -> None:
         # The name is looked up in jax_gen.sampling.SOLVERS when sampling (solver_for), so a
@@ -79,3 +84,7 @@ class SamplerConfig(Validated):
         _check_unit_interval(self, "eta", closed_right=True)
         _check_positive(self, "rtol", "atol", "snr")
         _check_non_negative(self, "corrector_steps")
+        if self.optimal_variance and self.sampler != "default":
+            raise ValueError(
+                f"optimal_variance applies to DDPM's default sampler, not sampler={self.sampler!r}"
+            )

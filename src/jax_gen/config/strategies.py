@@ -17,8 +17,11 @@ Coupling = Literal["independent", "ot"]
 class DDPMStrategyConfig(Validated):
     """Denoising diffusion (DDPM): a discrete variance-preserving chain with ancestral sampling."""
 
-    num_transport_steps: int = 100
-    """Number T of diffusion steps; sampling takes each of them exactly once."""
+    num_transport_steps: int = 300
+    """Number T of diffusion steps; sampling takes each of them exactly once. Fewer steps
+    narrow the samples (with the exact denoiser of N(m, 0.5^2) data the chain ends at std 0.468
+    for T = 100, 0.488 for T = 300, 0.496 for T = 1000): on the swiss roll T = 100 loses 0.015
+    of recall, T = 300 none measurable. `--optimal-variance` removes the narrowing at any T."""
     prediction: Prediction = "eps"
     """Network output: the noise `eps`, the clean data `x`, or the velocity `v = dz/dt`."""
     beta_min: float = 0.1

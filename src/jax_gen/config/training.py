@@ -14,7 +14,7 @@ from jax_gen.config.base import (
 class OptimizerConfig(Validated):
     """Adam with linear warmup, cosine decay and global-norm gradient clipping."""
 
-    learning_rate: float = 2e-3
+    learning_rate: float = 4e-3
     """Peak learning rate, reached at the end of warmup."""
     warmup_steps: int = 200
     """Steps of linear warmup from 0 to the peak learning rate."""

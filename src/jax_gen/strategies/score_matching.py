@@ -117,8 +117,7 @@ class ScoreMatchingStrategy(Strategy):
         variance = self.schedule.sigma_max**2
         centred = z if self.source_mean is None else z - self.source_mean
         return -0.5 * (
-            z.shape[-1] * jnp.log(2 * math.pi * variance)
-            + jnp.sum(centred**2, axis=-1) / variance
+            z.shape[-1] * jnp.log(2 * math.pi * variance) + jnp.sum(centred**2, axis=-1) / variance
         )
 
     def reverse(
