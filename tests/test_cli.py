@@ -17,8 +17,10 @@ from PIL import Image, ImageSequence
 
 from jax_gen import animation, checkpoint, config, engine, evaluation, plots
 from jax_gen.cli import main
+from jax_gen.cli.common import save_samples_figure
 from jax_gen.config import (
     DDPMStrategyConfig,
+    DigitsConfig,
     ExperimentConfig,
     GaussianMixtureConfig,
     MLPConfig,
@@ -859,3 +861,20 @@ def test_optimal_variance_samples_with_the_measured_variance_and_is_refused_else
     code, _, err = run(argv, capsys)
     assert_clean_failure(code, err, "--optimal-variance applies to ddpm")
     assert trained.read_bytes() == before
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_image_samples_figure_stays_readable_at_ten_thousand_samples(tmp_path, conditional):
+    cfg = ExperimentConfig(dataset=DigitsConfig(), train=TrainConfig(conditional=conditional))
+    rng = np.random.default_rng(0)
+    samples = rng.uniform(-1, 1, (10_000, 64))
+    labels = rng.integers(0, 10, 10_000) if conditional else None
+    sizes = {}
+    # Past IMAGES_SHOWN images (10 of each class in rows), more samples draw the same grid.
+    for n in (1000, 10_000):
+        path = tmp_path / f"{n}.png"
+        chosen = None if labels is None else labels[:n]
+        save_samples_figure(path, samples[:n], samples[:n], cfg, "digits", chosen)
+        with Image.open(path) as image:
+            sizes[n] = image.size
+    assert sizes[10_000] == sizes[1000] and sizes[1000][0] * sizes[1000][1] < 500_000, sizes

@@ -93,6 +93,11 @@ def describe_sampling(
     return text
 
 
+IMAGES_SHOWN = 100
+"""Image samples drawn in a figure: the first 100 (about as many per class row), a grid one can
+still read however many points were generated and measured."""
+
+
 def save_samples_figure(
     path: Path, samples, data, cfg: ExperimentConfig, title: str, labels=None, data_labels=None
 ) -> None:
@@ -109,13 +114,15 @@ def save_samples_figure(
             data_labels=None if data_labels is None else np.asarray(data_labels),
         )
         return
-    images, row_labels, rows = np.asarray(samples), None, None
+    images, row_labels, rows = np.asarray(samples)[:IMAGES_SHOWN], None, None
     if labels is not None:
-        order = np.argsort(np.asarray(labels), kind="stable")
-        images, present = images[order], np.unique(np.asarray(labels))
+        images, labels = np.asarray(samples), np.asarray(labels)
+        order = np.argsort(labels, kind="stable")
+        images, present = images[order], np.unique(labels)
         rows, row_labels = len(present), [f"class {k}" for k in present]
-        per_row = min(int(np.sum(np.asarray(labels) == k)) for k in present)
-        images = np.concatenate([images[np.asarray(labels)[order] == k][:per_row] for k in present])
+        per_row = min(int(np.sum(labels == k)) for k in present)
+        per_row = min(per_row, max(IMAGES_SHOWN // len(present), 1))
+        images = np.concatenate([images[labels[order] == k][:per_row] for k in present])
     plots.save_image_grid(path, images, shape, rows=rows, title=title, row_labels=row_labels)
 
 
