@@ -606,7 +606,8 @@ def write(args: argparse.Namespace, lines: Sequence[str], panels, columns) -> No
     """The tables to ``--output`` and the figure of the panels to ``--figure``."""
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines) + "\n")
-    plot(panels, args.datasets, columns, args.samplers, args.nfe, args.figure)
+    measured = [d for d in args.datasets if any(p.dataset == d for p in panels)]
+    plot(panels, measured, columns, args.samplers, args.nfe, args.figure)
 
 
 if __name__ == "__main__":
