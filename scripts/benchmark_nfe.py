@@ -334,7 +334,10 @@ def plot(panels: Sequence[Panel], datasets, strategies, samplers, budgets, path:
     fig = Figure(figsize=(4.2 * cols + 1.6, 3.2 * rows), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
-    styles = {name: (f"C{i % 10}", "os^vD<>ph*"[i % 10]) for i, name in enumerate(samplers)}
+    # Ten colours, then black; a marker of its own for each of the first eleven samplers.
+    styles = {
+        name: (f"C{i}" if i < 10 else "k", "os^vD<>ph*X"[i % 11]) for i, name in enumerate(samplers)
+    }
     # Powers of two up to the largest NFE measured (adaptive may go past the largest budget).
     largest = max([p.nfe for panel in panels for p in panel.points] + list(budgets))
     ticks = [2**k for k in range(math.ceil(math.log2(largest)) + 1)]
