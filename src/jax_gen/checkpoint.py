@@ -19,7 +19,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from jax_gen.config import ExperimentConfig, from_dict, to_dict
+from jax_gen.config import ExperimentConfig, from_dict, time_inputs, to_dict
 from jax_gen.files import atomic_output
 from jax_gen.models import create_model
 from jax_gen.train import TrainState, init_train_state, make_optimizer, model_num_classes
@@ -50,7 +50,8 @@ class Checkpoint:
 def skeleton(config: ExperimentConfig, data_dim: int) -> TrainState:
     """A state with the right structure, shapes and dtypes for ``config`` (values arbitrary)."""
     num_classes = model_num_classes(config.dataset, config.train)
-    model = create_model(config.model, jax.random.key(0), data_dim, num_classes)
+    num_times = time_inputs(config.strategy)
+    model = create_model(config.model, jax.random.key(0), data_dim, num_classes, num_times)
     return init_train_state(model, make_optimizer(config.optimizer, config.train.train_steps))
 
 

@@ -27,7 +27,7 @@ from jax.sharding import Mesh
 from jaxtyping import Float, PRNGKeyArray
 
 from jax_gen import checkpoint
-from jax_gen.config import DatasetConfig, ExperimentConfig
+from jax_gen.config import DatasetConfig, ExperimentConfig, time_inputs
 from jax_gen.data import data_dim as dataset_dim
 from jax_gen.data import get_batch
 from jax_gen.models import create_model
@@ -217,7 +217,9 @@ def init_state(
     data_dim = dataset_dim(config.dataset)
     config = measured_config(config, seed=seed, key=key)
     num_classes = model_num_classes(config.dataset, config.train)
-    model = create_model(config.model, keys.init, data_dim, num_classes)
+    model = create_model(
+        config.model, keys.init, data_dim, num_classes, time_inputs(config.strategy)
+    )
     optimizer = make_optimizer(config.optimizer, config.train.train_steps)
     return FitState(config, init_train_state(model, optimizer), np.zeros(0, np.float32), data_dim)
 

@@ -50,15 +50,29 @@ class SinusoidalTimeEmbed(eqx.Module):
 
     dim: int = eqx.field(static=True)
     max_frequency: float = eqx.field(static=True, default=100.0)
+    num_times: int = eqx.field(static=True, default=1)
+    """Times the network reads: 1 (t, a scalar) or more (a vector, each embedded in turn and
+    the embeddings concatenated; a two-time strategy such as MeanFlow passes (t, t_end - t))."""
+
+    @property
+    def out_dim(self) -> int:
+        """Size of the embedding: ``dim`` per time."""
+        return self.num_times * self.dim
 
     def frequencies(self) -> Float[Array, " half"]:
         half = self.dim // 2
         exponents = jnp.linspace(0.0, 1.0, half) if half > 1 else jnp.zeros(1)
         return math.pi * self.max_frequency**exponents
 
-    def __call__(self, t: Float[ArrayLike, ""]) -> Float[Array, " dim"]:
-        angles = jnp.asarray(t, dtype=float) * self.frequencies()
-        return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)])
+    def __call__(self, t: Float[ArrayLike, "*times"]) -> Float[Array, " out"]:
+        t = jnp.asarray(t, dtype=float)
+        expected = () if self.num_times == 1 else (self.num_times,)
+        if t.shape != expected:
+            raise ValueError(
+                f"the network reads {self.num_times} time(s), shape {expected}; got shape {t.shape}"
+            )
+        angles = t[..., None] * self.frequencies()
+        return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1).reshape(-1)
 
 
 def _class_embedding(
@@ -135,9 +149,18 @@ class MLP(eqx.Module):
     layers: tuple[eqx.nn.Linear, ...]
     activation: Callable[[Array], Array]
 
-    def __init__(self, data_dim: int, cfg: MLPConfig, *, num_classes: int = 0, key: PRNGKeyArray):
-        key, self.class_embed = _class_embedding(num_classes, cfg.time_embed_dim, key)
-        self.time_embed = SinusoidalTimeEmbed(cfg.time_embed_dim)
+    def __init__(
+        self,
+        data_dim: int,
+        cfg: MLPConfig,
+        *,
+        num_classes: int = 0,
+        num_times: int = 1,
+        key: PRNGKeyArray,
+    ):
+        self.time_embed = SinusoidalTimeEmbed(cfg.time_embed_dim, num_times=num_times)
+        time_dim = self.time_embed.out_dim
+        key, self.class_embed = _class_embedding(num_classes, time_dim, key)
         if cfg.fourier_features:
             key, fourier_key = jax.random.split(key)
             self.fourier = FourierFeatures(
@@ -146,7 +169,7 @@ class MLP(eqx.Module):
             in_dim = self.fourier.out_dim
         else:
             self.fourier, in_dim = None, data_dim
-        sizes = [in_dim + cfg.time_embed_dim] + [cfg.hidden_dim] * cfg.depth + [data_dim]
+        sizes = [in_dim + time_dim] + [cfg.hidden_dim] * cfg.depth + [data_dim]
         keys = jax.random.split(key, len(sizes) - 1)
         self.layers = tuple(
             eqx.nn.Linear(n_in, n_out, key=k)
@@ -223,14 +246,21 @@ class ResNet(eqx.Module):
     linear_out: eqx.nn.Linear
 
     def __init__(
-        self, data_dim: int, cfg: ResNetConfig, *, num_classes: int = 0, key: PRNGKeyArray
+        self,
+        data_dim: int,
+        cfg: ResNetConfig,
+        *,
+        num_classes: int = 0,
+        num_times: int = 1,
+        key: PRNGKeyArray,
     ):
-        key, self.class_embed = _class_embedding(num_classes, cfg.time_embed_dim, key)
+        self.time_embed = SinusoidalTimeEmbed(cfg.time_embed_dim, num_times=num_times)
+        time_dim = self.time_embed.out_dim
+        key, self.class_embed = _class_embedding(num_classes, time_dim, key)
         k_in, k_blocks, k_out = jax.random.split(key, 3)
-        self.time_embed = SinusoidalTimeEmbed(cfg.time_embed_dim)
         self.linear_in = eqx.nn.Linear(data_dim, cfg.hidden_dim, key=k_in)
         self.blocks = tuple(
-            ResidualBlock(cfg.hidden_dim, cfg.time_embed_dim, cfg, key=k)
+            ResidualBlock(cfg.hidden_dim, time_dim, cfg, key=k)
             for k in jax.random.split(k_blocks, cfg.num_blocks)
         )
         self.norm_out = eqx.nn.LayerNorm(cfg.hidden_dim) if cfg.use_layer_norm else None
@@ -277,7 +307,9 @@ class ClassConditioned(eqx.Module):
 
 
 @functools.singledispatch
-def create_model(cfg, key: PRNGKeyArray, data_dim: int, num_classes: int = 0) -> eqx.Module:
+def create_model(
+    cfg, key: PRNGKeyArray, data_dim: int, num_classes: int = 0, num_times: int = 1
+) -> eqx.Module:
     """Builds the network described by ``cfg`` for points of dimension ``data_dim``.
 
     Register a new config type with ``@create_model.register`` to add an architecture.
@@ -290,15 +322,21 @@ def create_model(cfg, key: PRNGKeyArray, data_dim: int, num_classes: int = 0) ->
             classes and of the null class K (see the module docstring); 0 (the default) an
             unconditional one, with no class embedding and the key used as for the plain
             architecture.
+        num_times: how many times the network reads: 1, ``model(t, x)`` with a scalar t, or
+            more, ``model(times, x)`` with a vector of them (a strategy's ``time_inputs``).
     """
     raise TypeError(f"no model registered for config type {type(cfg).__name__}")
 
 
 @create_model.register
-def _(cfg: MLPConfig, key: PRNGKeyArray, data_dim: int, num_classes: int = 0) -> MLP:
-    return MLP(data_dim, cfg, num_classes=num_classes, key=key)
+def _(
+    cfg: MLPConfig, key: PRNGKeyArray, data_dim: int, num_classes: int = 0, num_times: int = 1
+) -> MLP:
+    return MLP(data_dim, cfg, num_classes=num_classes, num_times=num_times, key=key)
 
 
 @create_model.register
-def _(cfg: ResNetConfig, key: PRNGKeyArray, data_dim: int, num_classes: int = 0) -> ResNet:
-    return ResNet(data_dim, cfg, num_classes=num_classes, key=key)
+def _(
+    cfg: ResNetConfig, key: PRNGKeyArray, data_dim: int, num_classes: int = 0, num_times: int = 1
+) -> ResNet:
+    return ResNet(data_dim, cfg, num_classes=num_classes, num_times=num_times, key=key)

@@ -52,9 +52,11 @@ from jax_gen.config.strategies import (
     FlowMatchingStrategyConfig,
     FlowPath,
     LossTarget,
+    MeanFlowStrategyConfig,
     Prediction,
     ScoreMatchingStrategyConfig,
     StrategyConfig,
+    time_inputs,
 )
 from jax_gen.config.training import OptimizerConfig, TrainConfig
 
@@ -75,6 +77,7 @@ __all__ = [
     "LossTarget",
     "MLPConfig",
     "MODELS",
+    "MeanFlowStrategyConfig",
     "ModelConfig",
     "MoonConfig",
     "OptimizerConfig",
@@ -94,6 +97,7 @@ __all__ = [
     "deferred_validation",
     "from_dict",
     "name_of",
+    "time_inputs",
     "to_dict",
     "validate_all",
 ]

@@ -21,6 +21,7 @@ from jax_gen.config.sampling import SamplerConfig
 from jax_gen.config.strategies import (
     DDPMStrategyConfig,
     FlowMatchingStrategyConfig,
+    MeanFlowStrategyConfig,
     ScoreMatchingStrategyConfig,
     StrategyConfig,
 )
@@ -46,6 +47,7 @@ STRATEGIES: dict[str, type] = {
     "ddpm": DDPMStrategyConfig,
     "flow-matching": FlowMatchingStrategyConfig,
     "score-matching": ScoreMatchingStrategyConfig,
+    "mean-flow": MeanFlowStrategyConfig,
 }
 MODELS: dict[str, type] = {"mlp": MLPConfig, "resnet": ResNetConfig}
 DATASETS: dict[str, type] = {

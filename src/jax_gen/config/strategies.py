@@ -1,10 +1,16 @@
-"""Configs of the strategies: DDPM, flow matching and denoising score matching."""
+"""Configs of the strategies: DDPM, flow matching, denoising score matching and MeanFlow."""
 
 import typing
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
-from jax_gen.config.base import Validated, _check_choice, _check_positive
+from jax_gen.config.base import (
+    Validated,
+    _check_choice,
+    _check_non_negative,
+    _check_positive,
+    _check_unit_interval,
+)
 
 Prediction = Literal["eps", "x", "v"]
 LossTarget = Literal["prediction", "v"]
@@ -107,4 +113,43 @@ class ScoreMatchingStrategyConfig(Validated):
             )
 
 
-StrategyConfig = DDPMStrategyConfig | FlowMatchingStrategyConfig | ScoreMatchingStrategyConfig
+@dataclass(frozen=True)
+class MeanFlowStrategyConfig(Validated):
+    """MeanFlow: the average velocity over [t, t_end] on the linear path, one-step sampling."""
+
+    time_inputs: ClassVar[int] = 2
+    """The network reads two times, t and t_end - t."""
+
+    num_transport_steps: int = 1
+    """Steps of the default sampler, each one network evaluation: 1 is one-step generation."""
+    prediction: Literal["v"] = "v"
+    """Network output: the average velocity u(z, t, t_end), which is v at t_end = t (only `v`)."""
+    time_mean: float = 0.4
+    """Training times are logit-normal, sigmoid(m + s n) with n ~ N(0, 1): this m (positive:
+    nearer the data, t = 1; Geng et al.'s -0.4 in their direction of time)."""
+    time_std: float = 1.0
+    """The s of the logit-normal training times."""
+    equal_time_share: float = 0.75
+    """Share of training pairs with t_end = t, where u is the instantaneous velocity and the
+    loss is flow matching's."""
+    adaptive_loss_power: float = 1.0
+    """p of the adaptive loss weight 1 / (|u - target|^2 + 1e-3)^p (0: plain squared error)."""
+
+    def validate(self) -> None:
+        _check_positive(self, "num_transport_steps", "time_std")
+        _check_choice(self, "prediction", ("v",))
+        _check_unit_interval(self, "equal_time_share", closed_right=True)
+        _check_non_negative(self, "adaptive_loss_power")
+
+
+StrategyConfig = (
+    DDPMStrategyConfig
+    | FlowMatchingStrategyConfig
+    | ScoreMatchingStrategyConfig
+    | MeanFlowStrategyConfig
+)
+
+
+def time_inputs(cfg: StrategyConfig) -> int:
+    """How many times the strategy's network reads (1 unless the config says otherwise)."""
+    return getattr(cfg, "time_inputs", 1)

@@ -1,4 +1,5 @@
-"""Strategies: DDPM and flow matching behind one protocol, built from their configs."""
+"""Strategies: DDPM, flow matching, score matching and MeanFlow behind one protocol, built from
+their configs."""
 
 import dataclasses
 import functools
@@ -10,6 +11,7 @@ from jaxtyping import Float
 from jax_gen.config import (
     DDPMStrategyConfig,
     FlowMatchingStrategyConfig,
+    MeanFlowStrategyConfig,
     ScoreMatchingStrategyConfig,
 )
 from jax_gen.parameterization import PARAMETERIZATIONS
@@ -24,6 +26,7 @@ from jax_gen.schedules import (
 from jax_gen.strategies.base import Strategy
 from jax_gen.strategies.ddpm import DDPMStrategy
 from jax_gen.strategies.flow_matching import FlowMatchingStrategy
+from jax_gen.strategies.mean_flow import MeanFlowStrategy
 from jax_gen.strategies.score_matching import ScoreMatchingStrategy
 
 
@@ -83,6 +86,19 @@ def _(cfg: ScoreMatchingStrategyConfig) -> ScoreMatchingStrategy:
     )
 
 
+@create_strategy.register
+def _(cfg: MeanFlowStrategyConfig) -> MeanFlowStrategy:
+    return MeanFlowStrategy(
+        schedule=LinearPath(),
+        parameterization=PARAMETERIZATIONS["v"],
+        num_transport_steps=cfg.num_transport_steps,
+        time_mean=cfg.time_mean,
+        time_std=cfg.time_std,
+        equal_time_share=cfg.equal_time_share,
+        adaptive_loss_power=cfg.adaptive_loss_power,
+    )
+
+
 @functools.singledispatch
 def measure_on_data(cfg, x: Float[np.ndarray, "n d"]):
     """The strategy config with the fields it measures on the data filled in.
@@ -111,6 +127,7 @@ def _(cfg: ScoreMatchingStrategyConfig, x: Float[np.ndarray, "n d"]) -> ScoreMat
 __all__ = [
     "DDPMStrategy",
     "FlowMatchingStrategy",
+    "MeanFlowStrategy",
     "ScoreMatchingStrategy",
     "Strategy",
     "create_strategy",
