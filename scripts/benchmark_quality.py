@@ -86,11 +86,11 @@ def support_after_training(fitted: FitState, num_samples: int) -> dict:
     return support_report(samples, fitted.config.dataset, key_stream(metric_key, "support"))
 
 
-def spread(values: Sequence[float]) -> str:
+def spread(values: Sequence[float], digits: int = 3) -> str:
     """``mean [min, max]``; just the value for a single seed."""
     if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{np.mean(values):.3f} [{min(values):.3f}, {max(values):.3f}]"
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
 
 
 def table_row(dataset: str, strategy: str, runs: Sequence[dict]) -> str:
@@ -102,8 +102,7 @@ def table_row(dataset: str, strategy: str, runs: Sequence[dict]) -> str:
             cells += ["-", "-"]
             continue
         cells += [spread([e["value"] for e in entries]), spread([e["data"] for e in entries])]
-    seconds = [run["train_seconds"] for run in runs]
-    cells.append(f"{np.mean(seconds):.1f} [{min(seconds):.1f}, {max(seconds):.1f}]")
+    cells.append(spread([run["train_seconds"] for run in runs], digits=1))
     return "| " + " | ".join(cells) + " |"
 
 
