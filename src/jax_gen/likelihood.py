@@ -89,9 +89,15 @@ def log_prob(
         steps gets NaN.
 
     Raises:
-        ValueError: an unknown estimator, a missing key for ``"hutchinson"``, a non-positive
+        ValueError: a strategy without a velocity (``has_velocity`` False), an unknown
+            estimator, a missing key for ``"hutchinson"``, a non-positive
             ``num_probes``, ``rtol``, ``atol`` or ``max_steps``, or ``x`` not of shape (n, d).
     """
+    if not strategy.has_velocity():
+        raise ValueError(
+            f"the likelihood integrates the velocity, which a {type(strategy).__name__} does "
+            f"not give"
+        )
     if estimator not in ESTIMATORS:
         raise ValueError(f"{estimator=} must be one of {ESTIMATORS}")
     if estimator == "hutchinson" and key is None:

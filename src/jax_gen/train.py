@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from jax_gen.config import DATASETS, DatasetConfig, OptimizerConfig, TrainConfig, name_of
 from jax_gen.data import get_batch, get_labeled_batch, num_classes
@@ -192,6 +192,7 @@ def train_step(
     conditional: bool = False,
     label_dropout: float = 0.1,
     mesh: Mesh | None = None,
+    total_steps: Int[ArrayLike, ""] = 0,
 ) -> tuple[TrainState, Float[Array, ""]]:
     """One optimisation step with the batch drawn on device. Returns the new state and loss.
 
@@ -205,7 +206,12 @@ def train_step(
 
     With a ``mesh`` the batch (and its labels) is split over its devices
     (:func:`jax_gen.parallel.shard_batch`); the state should be replicated on them.
+
+    The loss is that of ``strategy.at_step(step, total_steps)``: the strategy as it trains at
+    this step of a run of ``total_steps`` (itself unless it follows a curriculum; 0 means the
+    length is unknown).
     """
+    strategy = strategy.at_step(state.step, jnp.asarray(total_steps, jnp.int32))
     batch_key, loss_key = jax.random.split(key)
     if conditional:
         batch, labels = get_labeled_batch(batch_key, dataset, batch_size)
@@ -240,12 +246,14 @@ def train_chunk(
     conditional: bool = False,
     label_dropout: float = 0.1,
     mesh: Mesh | None = None,
+    total_steps: Int[ArrayLike, ""] = 0,
 ) -> Chunk:
     """``num_steps`` training steps fused into one compiled ``lax.scan``.
 
     The key of step s is ``fold_in(key, s)``, so a run split into chunks of any size (or
     resumed from a saved state) draws exactly the same data and noise as one long run.
-    ``conditional``, ``label_dropout`` and ``mesh`` are those of :func:`train_step`.
+    ``conditional``, ``label_dropout``, ``mesh`` and ``total_steps`` are those of
+    :func:`train_step` (pass ``total_steps`` as an array: a Python int is compiled in).
     """
     dynamic, static = eqx.partition(state, eqx.is_array)
 
@@ -262,6 +270,7 @@ def train_chunk(
             conditional=conditional,
             label_dropout=label_dropout,
             mesh=mesh,
+            total_steps=total_steps,
         )
         return eqx.filter(new_state, eqx.is_array), loss
 
@@ -312,6 +321,7 @@ def train_chunks(
             train_cfg.conditional,
             train_cfg.label_dropout,
             mesh,
+            jnp.asarray(train_cfg.train_steps, jnp.int32),
         )
         state = chunk.state
         step += num_steps

@@ -63,9 +63,9 @@ def sample(
         (network evaluations per point, both calls of a guided prediction counted).
 
     Raises:
-        ValueError: an invalid option, a sampler that needs the score of a strategy without
-            one, or a sampler that stays on the training levels (``default``) asked for more
-            steps than the levels a discrete-time strategy was trained at.
+        ValueError: an invalid option, a sampler that needs the score (or the velocity) of a
+            strategy without one, or a sampler that stays on the training levels (``default``)
+            asked for more steps than the levels a discrete-time strategy was trained at.
     """
     cfg = SamplerConfig() if cfg is None else cfg
     cfg.validate()
@@ -76,6 +76,11 @@ def sample(
             f"sampler {cfg.sampler} needs the score, which a flow trained with coupled (optimal "
             f"transport) pairs does not give; use an ODE sampler "
             f"({', '.join(samplers(needs_score=False))})"
+        )
+    if not solver.only_strategy_step and not strategy.has_velocity():
+        raise ValueError(
+            f"sampler {cfg.sampler} integrates the velocity, which a "
+            f"{type(strategy).__name__} does not give; use the default sampler"
         )
     num_steps = cfg.num_sampling_steps or strategy.num_transport_steps
     levels = strategy.training_levels()

@@ -14,7 +14,7 @@ over the whole time span instead.
 """
 
 import abc
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import equinox as eqx
 import jax
@@ -116,6 +116,9 @@ class AbstractSolver(eqx.Module):
     time_grids: eqx.AbstractClassVar[tuple[GridKind, ...]]
     """The grids it runs on, the first one under ``time_grid="auto"`` (a solver that picks its
     own steps saves its trajectory on this grid)."""
+    only_strategy_step: ClassVar[bool] = False
+    """Whether it reads the network through the strategy's own ``reverse`` alone (then it
+    runs for a strategy without an instantaneous velocity, a consistency model)."""
     leaves_levels: eqx.AbstractClassVar[bool]
     """Whether it may step between the times a discrete-time strategy was trained at. False: it
     always runs on them, so it takes at most that many steps."""

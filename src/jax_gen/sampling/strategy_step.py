@@ -20,6 +20,7 @@ class StrategyStep(AbstractFixedStepSolver):
     stochastic: ClassVar[bool] = True
     time_grids: ClassVar[tuple[GridKind, ...]] = ("uniform",)
     leaves_levels: ClassVar[bool] = False
+    only_strategy_step: ClassVar[bool] = True
 
     def evals_per_step(self, strategy: Strategy) -> int:
         return getattr(strategy, "langevin_steps", 1)

@@ -52,6 +52,15 @@ class Strategy(eqx.Module):
         The sampler hands every step its interval; a discrete-time strategy is only asked for
         steps between its training levels (:meth:`training_levels`)."""
 
+    def at_step(self, step: Int[Array, ""], total_steps: Int[Array, ""]) -> "Strategy":
+        """The strategy as it trains at ``step`` of a run of ``total_steps`` (0: unknown).
+
+        Training calls this inside the compiled step, with traced integers. A strategy with a
+        curriculum (consistency training's growing number of discretisation steps) returns a
+        copy set for the step; the others, whose loss never changes, return themselves.
+        """
+        return self
+
     def training_levels(self) -> int | None:
         """L when the network is trained only at the times k / L (k = 0..L); None for any t.
 
@@ -115,7 +124,7 @@ class Strategy(eqx.Module):
             z, target = self.forward(t, x, noise_key)
         else:
             z, target = self.noised(t, x, eps)
-        output = model(t, z) if label is None else model(t, z, label=label)
+        output = self.network_output(model, t, z, label)
         if self.loss_target == "v":
             output = self.parameterization.to_velocity(
                 output, z, path_coefficients(self.schedule, t)
@@ -133,6 +142,13 @@ class Strategy(eqx.Module):
         """
         return None
 
+    def has_velocity(self) -> bool:
+        """Whether the network gives an instantaneous velocity (True for every Gaussian-path
+        strategy with a denoiser; False for a consistency model, which gives only a jump to the
+        data). The ODE samplers and the likelihood need it; the strategy's own step does not.
+        """
+        return True
+
     def has_score(self) -> bool:
         """Whether -E[eps | z_t] / sigma(t) is the score (True unless a coupling changed it).
 
@@ -141,11 +157,29 @@ class Strategy(eqx.Module):
         """
         return True
 
+    def network_output(
+        self,
+        model: Model,
+        t: Float[Array, ""],
+        z: Float[Array, " d"],
+        label: Int[Array, ""] | None = None,
+    ) -> Float[Array, " d"]:
+        """The network's prediction at time t (x, eps or v, as the parameterization says).
+
+        model(t, z), or model(t, z, label) with a label. A strategy whose network reads more
+        than one time (MeanFlow's interval, a shortcut's step size) reads it here at the
+        setting where it predicts the instantaneous quantity, and the denoiser, velocity, score
+        and loss all follow.
+        """
+        return model(t, z) if label is None else model(t, z, label=label)
+
     def denoise(
         self, model: Model, t: Float[Array, ""], z: Float[Array, " d"]
     ) -> tuple[Float[Array, " d"], Float[Array, " d"]]:
         """The network's estimates (E[x | z_t], E[eps | z_t]) at one point."""
-        return self.parameterization.to_x_eps(model(t, z), z, path_coefficients(self.schedule, t))
+        return self.parameterization.to_x_eps(
+            self.network_output(model, t, z), z, path_coefficients(self.schedule, t)
+        )
 
     def velocity(
         self, model: Model, t: Float[Array, ""], z: Float[Array, " d"]
@@ -156,7 +190,7 @@ class Strategy(eqx.Module):
         Gaussian-path strategy (flow matching's learned field, DDPM's probability-flow ODE).
         """
         return self.parameterization.to_velocity(
-            model(t, z), z, path_coefficients(self.schedule, t)
+            self.network_output(model, t, z), z, path_coefficients(self.schedule, t)
         )
 
     def score(self, model: Model, t: Float[Array, ""], z: Float[Array, " d"]) -> Float[Array, " d"]:

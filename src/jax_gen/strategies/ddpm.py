@@ -93,9 +93,7 @@ class DDPMStrategy(Strategy):
         one_minus_abar = -jnp.expm1(log_abar)
         one_minus_abar_prev = -jnp.expm1(log_abar_prev)
 
-        x_hat, _ = self.parameterization.to_x_eps(
-            model(t, x_t), x_t, path_coefficients(self.schedule, t)
-        )
+        x_hat, _ = self.denoise(model, t, x_t)
         mean = (
             jnp.exp(0.5 * log_abar_prev) * beta / one_minus_abar * x_hat
             + jnp.sqrt(1 - beta) * one_minus_abar_prev / one_minus_abar * x_t

@@ -5,7 +5,7 @@ import jax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from jax_gen.coupling import pair_by_optimal_transport
-from jax_gen.parameterization import Parameterization, path_coefficients
+from jax_gen.parameterization import Parameterization
 from jax_gen.schedules import Schedule
 from jax_gen.strategies.base import Model, Strategy
 
@@ -63,7 +63,4 @@ class FlowMatchingStrategy(Strategy):
         key: PRNGKeyArray,
     ) -> Float[Array, " d"]:
         """One Euler step z + (t_next - t) v(t, z)."""
-        v = self.parameterization.to_velocity(
-            model(t, x_t), x_t, path_coefficients(self.schedule, t)
-        )
-        return x_t + (t_next - t) * v
+        return x_t + (t_next - t) * self.velocity(model, t, x_t)

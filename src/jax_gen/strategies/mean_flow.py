@@ -124,18 +124,16 @@ class MeanFlowStrategy(Strategy):
         weight = (jax.lax.stop_gradient(error) + ADAPTIVE_LOSS_OFFSET) ** self.adaptive_loss_power
         return error / weight
 
-    def denoise(
-        self, model: Model, t: Float[Array, ""], z: Float[Array, " d"]
-    ) -> tuple[Float[Array, " d"], Float[Array, " d"]]:
-        """(E[x | z_t], E[eps | z_t]) from the instantaneous velocity u(z, t, t)."""
-        v = self.average_velocity(model, t, t, z)
-        return self.parameterization.to_x_eps(v, z, path_coefficients(self.schedule, t))
-
-    def velocity(
-        self, model: Model, t: Float[Array, ""], z: Float[Array, " d"]
+    def network_output(
+        self,
+        model: Model,
+        t: Float[Array, ""],
+        z: Float[Array, " d"],
+        label: Int[Array, ""] | None = None,
     ) -> Float[Array, " d"]:
-        """The probability-flow velocity: u(z, t, t)."""
-        return self.average_velocity(model, t, t, z)
+        """The instantaneous velocity u(z, t, t), from which the denoiser, the ODE samplers'
+        velocity, the likelihood and the score follow."""
+        return self.average_velocity(model, t, t, z, label)
 
     def reverse(
         self,
