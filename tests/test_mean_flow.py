@@ -85,6 +85,45 @@ def test_the_exact_average_velocity_satisfies_the_training_identity():
     )
 
 
+def test_the_model_tangent_keeps_the_identity_and_drops_the_pair_velocity():
+    # With the network's own velocity as the tangent the exact u is still a fixed point of the
+    # target; the pair's x - eps then enters the target only additively, not through d/dt u.
+    mean_flow, oracle = strategy(jvp_tangent="model"), GaussianAverageVelocity()
+    keys = jax.random.split(jax.random.key(5), 4)
+    t = jax.random.uniform(keys[0], (64,), minval=0.0, maxval=0.9)
+    t_end = t + jax.random.uniform(keys[1], (64,)) * (1 - t)
+    z = jax.random.normal(keys[2], (64, 2)) * 2
+
+    def exact(t, z):
+        return oracle(jnp.stack([t, 0.0]), z)
+
+    u, target = jax.vmap(
+        lambda t, t_end, z: mean_flow.regression(oracle, t, t_end, z, exact(t, z))
+    )(t, t_end, z)
+    np.testing.assert_allclose(target, u, atol=2e-5)
+    # A pair velocity off the marginal one moves the target by exactly that offset, while the
+    # conditional tangent also bends d/dt u.
+    offset = jax.random.normal(keys[3], (64, 2))
+    noisy = jax.vmap(mean_flow.regression, in_axes=(None, 0, 0, 0, 0))(
+        oracle, t, t_end, z, jax.vmap(exact)(t, z) + offset
+    )[1]
+    np.testing.assert_allclose(noisy - target, offset, atol=2e-5)
+    conditional = jax.vmap(strategy().regression, in_axes=(None, 0, 0, 0, 0))(
+        oracle, t, t_end, z, jax.vmap(exact)(t, z) + offset
+    )[1]
+    assert float(jnp.abs(conditional - target - offset).max()) > 0.1
+
+
+def test_uniform_training_times_are_the_order_statistics_of_two_uniforms():
+    mean_flow = strategy(time_sampler="uniform", equal_time_share=0.0)
+    t, t_end = jax.vmap(mean_flow.sample_times)(jax.random.split(jax.random.key(6), 20000))
+    # min and max of two U(0, 1): CDFs 1 - (1 - a)^2 and a^2.
+    for times, cdf in ((t, lambda a: 1 - (1 - a) ** 2), (t_end, lambda a: a**2)):
+        grid = np.linspace(0.1, 0.9, 9)
+        empirical = np.mean(np.asarray(times)[:, None] <= grid, axis=0)
+        np.testing.assert_allclose(empirical, cdf(grid), atol=4 * np.sqrt(0.25 / 20000))
+
+
 def test_target_is_the_velocity_when_the_interval_is_empty():
     model = create_model(MLPConfig(hidden_dim=16, depth=2), jax.random.key(0), 2, num_times=2)
     mean_flow = strategy()

@@ -53,6 +53,20 @@ def test_embedding_distinguishes_neighbouring_grid_times():
     assert gaps.min() > 0.1
 
 
+@pytest.mark.parametrize(
+    "cfg", [MLPConfig(time_max_frequency=3.0), ResNetConfig(time_max_frequency=3.0)], ids=repr
+)
+def test_time_max_frequency_reaches_the_network(cfg):
+    model = create_model(cfg, jax.random.key(0), data_dim=2)
+    freqs = model.time_embed.frequencies()
+    np.testing.assert_allclose([freqs.min(), freqs.max()], [np.pi, 3 * np.pi], rtol=1e-6)
+    # The largest slope of the embedding in t is its highest frequency.
+    slopes = jax.jacfwd(model.time_embed)(jnp.float32(0.0))
+    np.testing.assert_allclose(jnp.abs(slopes).max(), 3 * np.pi, rtol=1e-6)
+    with pytest.raises(ValueError, match="time_max_frequency"):
+        type(cfg)(time_max_frequency=0.0)
+
+
 @pytest.mark.parametrize("cfg", MODEL_CONFIGS, ids=repr)
 def test_model_maps_one_point_and_vmaps(cfg):
     model = create_model(cfg, jax.random.key(0), data_dim=3)

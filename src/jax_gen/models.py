@@ -158,7 +158,9 @@ class MLP(eqx.Module):
         num_times: int = 1,
         key: PRNGKeyArray,
     ):
-        self.time_embed = SinusoidalTimeEmbed(cfg.time_embed_dim, num_times=num_times)
+        self.time_embed = SinusoidalTimeEmbed(
+            cfg.time_embed_dim, max_frequency=cfg.time_max_frequency, num_times=num_times
+        )
         time_dim = self.time_embed.out_dim
         key, self.class_embed = _class_embedding(num_classes, time_dim, key)
         if cfg.fourier_features:
@@ -254,7 +256,9 @@ class ResNet(eqx.Module):
         num_times: int = 1,
         key: PRNGKeyArray,
     ):
-        self.time_embed = SinusoidalTimeEmbed(cfg.time_embed_dim, num_times=num_times)
+        self.time_embed = SinusoidalTimeEmbed(
+            cfg.time_embed_dim, max_frequency=cfg.time_max_frequency, num_times=num_times
+        )
         time_dim = self.time_embed.out_dim
         key, self.class_embed = _class_embedding(num_classes, time_dim, key)
         k_in, k_blocks, k_out = jax.random.split(key, 3)

@@ -17,6 +17,8 @@ LossTarget = Literal["prediction", "v"]
 DDPMSchedule = Literal["linear", "cosine", "sigmoid"]
 FlowPath = Literal["linear", "cosine"]
 Coupling = Literal["independent", "ot"]
+MeanFlowTimes = Literal["logit-normal", "uniform"]
+MeanFlowTangent = Literal["conditional", "model"]
 
 
 @dataclass(frozen=True)
@@ -134,9 +136,19 @@ class MeanFlowStrategyConfig(Validated):
     loss is flow matching's."""
     adaptive_loss_power: float = 1.0
     """p of the adaptive loss weight 1 / (|u - target|^2 + 1e-3)^p (0: plain squared error)."""
+    time_sampler: MeanFlowTimes = "logit-normal"
+    """Law of the two training times before sorting: `logit-normal` (time_mean, time_std) or
+    `uniform` on [0, 1] (which draws the noise end, where one-step sampling starts, as often as
+    any other time)."""
+    jvp_tangent: MeanFlowTangent = "conditional"
+    """The velocity the total derivative d/dt u follows: `conditional`, the pair's x - eps
+    (Geng et al. 2025), or `model`, the network's own instantaneous velocity u(z, t, t), held
+    fixed (improved MeanFlow, Geng et al. Dec 2025), a lower-variance target."""
 
     def validate(self) -> None:
         _check_positive(self, "num_transport_steps", "time_std")
+        _check_choice(self, "time_sampler", typing.get_args(MeanFlowTimes))
+        _check_choice(self, "jvp_tangent", typing.get_args(MeanFlowTangent))
         _check_choice(self, "prediction", ("v",))
         _check_unit_interval(self, "equal_time_share", closed_right=True)
         _check_non_negative(self, "adaptive_loss_power")

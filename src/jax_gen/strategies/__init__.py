@@ -96,6 +96,8 @@ def _(cfg: MeanFlowStrategyConfig) -> MeanFlowStrategy:
         time_std=cfg.time_std,
         equal_time_share=cfg.equal_time_share,
         adaptive_loss_power=cfg.adaptive_loss_power,
+        time_sampler=cfg.time_sampler,
+        jvp_tangent=cfg.jvp_tangent,
     )
 
 

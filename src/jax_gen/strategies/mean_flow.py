@@ -49,6 +49,8 @@ class MeanFlowStrategy(Strategy):
     time_std: float = eqx.field(static=True, default=1.0)
     equal_time_share: float = eqx.field(static=True, default=0.75)
     adaptive_loss_power: float = eqx.field(static=True, default=1.0)
+    time_sampler: str = eqx.field(static=True, default="logit-normal")
+    jvp_tangent: str = eqx.field(static=True, default="conditional")
     loss_target: str = eqx.field(static=True, default="prediction")
 
     def average_velocity(
@@ -64,7 +66,9 @@ class MeanFlowStrategy(Strategy):
         return model(times, z) if label is None else model(times, z, label=label)
 
     def sample_time(self, key: PRNGKeyArray) -> Float[Array, ""]:
-        """A logit-normal time sigmoid(m + s n), n ~ N(0, 1)."""
+        """A logit-normal time sigmoid(m + s n), n ~ N(0, 1), or a uniform one."""
+        if self.time_sampler == "uniform":
+            return jax.random.uniform(key)
         return jax.nn.sigmoid(self.time_mean + self.time_std * jax.random.normal(key))
 
     def sample_times(self, key: PRNGKeyArray) -> tuple[Float[Array, ""], Float[Array, ""]]:
@@ -86,15 +90,21 @@ class MeanFlowStrategy(Strategy):
     ) -> tuple[Float[Array, " d"], Float[Array, " d"]]:
         """(u, its target v + (t_end - t) d/dt u), the target behind a stop-gradient.
 
-        d/dt u is the derivative along the path moving at velocity v: the Jacobian-vector
-        product of u(z, t, t_end) with the tangent (v, 1, 0).
+        d/dt u is the derivative along the path: the Jacobian-vector product of
+        u(z, t, t_end) with the tangent (w, 1, 0), where the path moves at w = v
+        (``jvp_tangent="conditional"``) or at the network's own instantaneous velocity
+        w = u(z, t, t) held fixed (``"model"``). For the exact u both targets equal u; the
+        second does not carry the noise of the pair's x - eps through the Jacobian.
         """
 
         def u(z, t, t_end):
             return self.average_velocity(model, t, t_end, z, label)
 
+        tangent = v
+        if self.jvp_tangent == "model":
+            tangent = jax.lax.stop_gradient(self.average_velocity(model, t, t, z, label))
         one, zero = jnp.ones_like(t), jnp.zeros_like(t_end)
-        output, du_dt = jax.jvp(u, (z, t, t_end), (v, one, zero))
+        output, du_dt = jax.jvp(u, (z, t, t_end), (tangent, one, zero))
         return output, jax.lax.stop_gradient(v + (t_end - t) * du_dt)
 
     def loss_fn(
