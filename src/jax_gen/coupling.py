@@ -22,13 +22,20 @@ assignment at these sizes (ott-jax 0.6, epsilon 0.01: 330 ms at n = 256, not con
 
 With several devices the batch is gathered onto one device for the assignment (XLA warns of an
 "involuntary full rematerialization"): the pairing is that of the whole batch, as on one device.
+
+**A table of pairs** (:class:`Pairs`) is the other way to couple: the pairs are made once, before
+training, and each step draws a batch of whole rows (:func:`draw_pairs`). Reflow (Liu et al.,
+"Flow Straight and Fast", 2022) makes such a table from a trained flow, each source point paired
+with the end point of the flow's ODE started from it (:func:`jax_gen.engine.reflow_pairs`).
 """
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 
 def squared_distances(a: Float[Array, "n d"], b: Float[Array, "m d"]) -> Float[Array, "n m"]:
@@ -81,4 +88,32 @@ def pairing_cost(x: Float[Array, "n d"], y: Float[Array, "n d"]) -> Float[Array,
     return jnp.mean(jnp.sum((x - y) ** 2, axis=-1))
 
 
-__all__ = ["optimal_assignment", "pair_by_optimal_transport", "pairing_cost", "squared_distances"]
+class Pairs(NamedTuple):
+    """A table of M training pairs: row i is the data point ``x[i]`` and its source partner
+    ``eps[i]``. Training on it replaces the dataset: x's marginal is the table's, and so is
+    eps's."""
+
+    x: Float[Array, "m d"]
+    eps: Float[Array, "m d"]
+
+
+def draw_pairs(
+    key: PRNGKeyArray, pairs: Pairs, n: int
+) -> tuple[Float[Array, "n d"], Float[Array, "n d"]]:
+    """n rows of the table, uniformly and independently (with replacement): (x, eps).
+
+    Whole rows are drawn, so each x keeps its own partner; the batch's x and eps are each
+    distributed as the table's columns.
+    """
+    rows = jax.random.randint(key, (n,), 0, pairs.x.shape[0])
+    return pairs.x[rows], pairs.eps[rows]
+
+
+__all__ = [
+    "Pairs",
+    "draw_pairs",
+    "optimal_assignment",
+    "pair_by_optimal_transport",
+    "pairing_cost",
+    "squared_distances",
+]

@@ -3,8 +3,9 @@
 ``fit`` is the one training loop of the library: the command line's ``train`` and
 ``train --resume``, the benchmarks and the tutorials call it. It reads top to bottom::
 
-    keys    = run_keys(seed)                       # named streams: init, train, sample, evaluate
+    keys    = run_keys(seed)                       # named streams: init, train, sample, ...
     state   = init_state(config)                   # step 0, or the state to continue from
+    pairs   = training_pairs(config, keys)         # reflow only: the teacher's pairs, once
     for chunk in train_chunks(...):                # log_interval steps fused in one compiled scan
         check the chunk is finite, keep it, maybe save a checkpoint, call on_chunk
     save the final checkpoint; return the state
@@ -21,16 +22,26 @@ from typing import NamedTuple
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh
 from jaxtyping import Float, PRNGKeyArray
 
 from jax_gen import checkpoint
-from jax_gen.config import DatasetConfig, ExperimentConfig, time_inputs
+from jax_gen.config import (
+    DatasetConfig,
+    ExperimentConfig,
+    FlowMatchingStrategyConfig,
+    SamplerConfig,
+    name_of,
+    time_inputs,
+)
+from jax_gen.coupling import Pairs
 from jax_gen.data import data_dim as dataset_dim
 from jax_gen.data import get_batch
 from jax_gen.models import create_model
+from jax_gen.sampling import sample
 from jax_gen.strategies import Strategy, create_strategy, measure_on_data
 from jax_gen.train import (
     TrainState,
@@ -68,13 +79,15 @@ class RunKeys(NamedTuple):
     """Samples drawn after training."""
     evaluate: PRNGKeyArray
     """Fresh data and the metrics' own draws after training."""
+    reflow: PRNGKeyArray
+    """The source points of reflow's pairs (:func:`training_pairs`)."""
 
 
 def run_keys(seed: int = 0, *, key: PRNGKeyArray | None = None) -> RunKeys:
     """The keys of a run with this seed: one convention, so runs agree wherever they start.
 
-    ``init`` and ``train`` are the first two keys of ``split(key(seed), 3)``; ``sample`` and
-    ``evaluate`` are the named streams of :func:`key_stream`.
+    ``init`` and ``train`` are the first two keys of ``split(key(seed), 3)``; ``sample``,
+    ``evaluate`` and ``reflow`` are the named streams of :func:`key_stream`.
 
     Args:
         seed: the run's seed (``TrainConfig.seed``).
@@ -82,7 +95,140 @@ def run_keys(seed: int = 0, *, key: PRNGKeyArray | None = None) -> RunKeys:
     """
     root = jax.random.key(seed) if key is None else key
     init, train, _ = jax.random.split(root, 3)
-    return RunKeys(init, train, key_stream(root, "sample"), key_stream(root, "evaluate"))
+    return RunKeys(
+        init,
+        train,
+        key_stream(root, "sample"),
+        key_stream(root, "evaluate"),
+        key_stream(root, "reflow"),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Reflow: the teacher's pairs
+# ----------------------------------------------------------------------------------------------
+
+
+class Teacher(NamedTuple):
+    """A reflow teacher, loaded from its checkpoint."""
+
+    strategy: Strategy
+    """The teacher's strategy, as its checkpoint's config builds it."""
+    model: eqx.Module
+    """Its EMA model: the one ``generate`` samples by default."""
+    data_dim: int
+    """Dimension of its points."""
+
+
+REFLOW_CHUNK = 10_000
+"""Pairs made per compiled call of the teacher's sampler: bounds the memory of the trajectory
+the call returns ((steps + 1) x REFLOW_CHUNK x D floats)."""
+
+
+def is_reflow(config: ExperimentConfig) -> bool:
+    """Whether ``config`` trains a flow by reflow (on its teacher's pairs)."""
+    strategy = config.strategy
+    return isinstance(strategy, FlowMatchingStrategyConfig) and strategy.coupling == "reflow"
+
+
+def load_teacher(config: ExperimentConfig) -> Teacher | None:
+    """The teacher of a reflow config, loaded and checked; None for any other config.
+
+    Raises:
+        ValueError: (one line) the teacher's checkpoint is missing or unreadable, its points
+            have another dimension than the dataset's, it has no velocity (a consistency
+            model's jumps are no ODE), or its source is not the student's N(0, I) (score
+            matching's N(m, sigma_max^2 I)); or the student is to train class-conditionally.
+    """
+    if not is_reflow(config):
+        return None
+    path = config.strategy.teacher_path
+    try:
+        saved = checkpoint.load(path)
+    except checkpoint.CheckpointError as err:
+        raise ValueError(f"reflow teacher: {err}") from err
+    data_dim = dataset_dim(config.dataset)
+    if saved.data_dim != data_dim:
+        raise ValueError(
+            f"reflow teacher {path} draws {saved.data_dim}-dimensional points but dataset "
+            f"{name_of(config.dataset)} has {data_dim} dimensions"
+        )
+    teacher = create_strategy(saved.config.strategy)
+    student = create_strategy(config.strategy)
+    kind = name_of(saved.config.strategy)
+    if not teacher.has_velocity():
+        raise ValueError(
+            f"reflow teacher {path} ({kind}) has no velocity to integrate; use a flow matching "
+            "or DDPM checkpoint"
+        )
+    # The pairs' eps are the teacher's source draws: the flow samples from its own source.
+    if (
+        type(teacher).sample_from_source_distribution
+        is not type(student).sample_from_source_distribution
+    ):
+        raise ValueError(
+            f"reflow teacher {path} ({kind}) starts from another source than the flow's N(0, I); "
+            "use a flow matching or DDPM checkpoint"
+        )
+    if config.train.conditional:
+        raise ValueError("reflow trains unconditionally on its teacher's pairs: conditional=True")
+    return Teacher(teacher, saved.state.ema_model, saved.data_dim)
+
+
+def reflow_pairs(
+    teacher: Strategy,
+    model: eqx.Module,
+    key: PRNGKeyArray,
+    num_pairs: int,
+    data_dim: int,
+    sampler: SamplerConfig,
+) -> Pairs:
+    """Reflow's pairs: source points eps ~ N(0, I) and the end points x of the teacher's ODE
+    started at them, x = eps + integral_0^1 v(t, z_t) dt, integrated by ``sampler``.
+
+    The pairs are made in chunks of :data:`REFLOW_CHUNK`: chunk c is exactly the teacher's
+    ``sample(teacher, model, fold_in(key, c), REFLOW_CHUNK, data_dim, sampler)``, its source
+    frame as eps and its samples as x, and the table is the first ``num_pairs`` rows of the
+    chunks in order. So eps's marginal is the source's and x's is what the teacher samples
+    with this sampler, and each x is the ODE's end point of its own eps.
+
+    Args:
+        teacher: the teacher's strategy (with a velocity).
+        model: its network (the EMA model).
+        key: the key of every source draw.
+        num_pairs: M, the table's length.
+        data_dim: D.
+        sampler: a deterministic (ODE) sampler and its steps.
+
+    Returns:
+        The table, x and eps of shape (M, D).
+    """
+    size = min(num_pairs, REFLOW_CHUNK)
+    xs, sources = [], []
+    for c in range(-(-num_pairs // size)):
+        result = sample(teacher, model, jax.random.fold_in(key, c), size, data_dim, sampler)
+        xs.append(result.samples)
+        sources.append(result.trajectory[0])
+    return Pairs(jnp.concatenate(xs)[:num_pairs], jnp.concatenate(sources)[:num_pairs])
+
+
+def training_pairs(config: ExperimentConfig, keys: RunKeys) -> Pairs | None:
+    """The table a reflow config trains on (None for any other config).
+
+    The teacher (:func:`load_teacher`) integrates its velocity with the config's
+    ``teacher_sampler`` over ``teacher_steps`` steps (default: its own number of transport
+    steps) from ``reflow_pairs`` source points of the run's ``reflow`` key
+    (:func:`reflow_pairs`). The table is made once, before the first step, and again, bit for
+    bit, when the run is resumed: a resumed reflow needs its teacher.
+    """
+    teacher = load_teacher(config)
+    if teacher is None:
+        return None
+    cfg = config.strategy
+    sampler = SamplerConfig(sampler=cfg.teacher_sampler, num_sampling_steps=cfg.teacher_steps)
+    return reflow_pairs(
+        teacher.strategy, teacher.model, keys.reflow, cfg.reflow_pairs, teacher.data_dim, sampler
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -271,6 +417,9 @@ def fit(
     its data and noise with ``fold_in(run_keys(seed).train, s)``, so a resumed run, or one cut
     into other chunks, gives the same bits as one uninterrupted run.
 
+    A reflow config (flow matching with ``coupling="reflow"``) trains on its teacher's pairs
+    instead of the dataset: the table is made before the first step (:func:`training_pairs`).
+
     Args:
         config: what to train: strategy, model, dataset, optimizer, training.
         seed: the run's seed (default: ``config.train.seed``; another value is written into the
@@ -300,8 +449,9 @@ def fit(
             attached, and the checkpoint at ``checkpoint_path`` is the last one saved.
         Interrupted: Ctrl-C; the state after the last whole chunk is attached (nothing is
             saved: the caller decides).
-        ValueError: an invalid argument, a conditional config on an unlabelled dataset, or a
-            batch size that does not divide evenly over the devices.
+        ValueError: an invalid argument, a conditional config on an unlabelled dataset, a
+            batch size that does not divide evenly over the devices, or a reflow teacher that
+            cannot teach (:func:`load_teacher`).
     """
     if seed is not None and key is not None:
         raise ValueError("give fit a seed or a key, not both")
@@ -325,6 +475,7 @@ def fit(
         saved_step = _stored_step(checkpoint_path)
     strategy = create_strategy(config.strategy) if strategy is None else strategy
     optimizer = make_optimizer(config.optimizer, train_cfg.train_steps)
+    pairs = training_pairs(config, keys)
 
     train_state, step, losses = current.state, current.step, [current.losses]
 
@@ -345,6 +496,7 @@ def fit(
             dataset=config.dataset,
             train_cfg=train_cfg,
             mesh=mesh,
+            pairs=pairs,
         ):
             chunk_losses = np.asarray(chunk.losses)  # the one host sync per chunk
             where = _divergence(chunk_losses, chunk.state, step) if check_finite else None
@@ -377,9 +529,10 @@ def fit(
 def warm_up(state: FitState, *, mesh: Mesh | None = None) -> None:
     """Compiles every chunk ``fit(state.config, state=state, mesh=mesh)`` will run, and its
     finiteness check, so that timing that fit measures training alone. Trains throwaway chunks
-    from ``state``; nothing is kept."""
+    from ``state``; nothing is kept. A reflow config's pairs are made here as well as in fit."""
     config, train_cfg = state.config, state.config.train
     strategy = create_strategy(config.strategy)
+    pairs = training_pairs(config, run_keys(train_cfg.seed))
     optimizer = make_optimizer(config.optimizer, train_cfg.train_steps)
     starts = range(state.step, train_cfg.train_steps, train_cfg.log_interval)
     lengths = sorted({min(train_cfg.log_interval, train_cfg.train_steps - s) for s in starts})
@@ -395,6 +548,7 @@ def warm_up(state: FitState, *, mesh: Mesh | None = None) -> None:
             dataset=config.dataset,
             train_cfg=one_chunk,
             mesh=mesh,
+            pairs=pairs,
         ):
             jax.block_until_ready(chunk)
             is_finite(chunk.state)

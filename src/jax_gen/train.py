@@ -29,6 +29,7 @@ from jax.sharding import Mesh
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from jax_gen.config import DATASETS, DatasetConfig, OptimizerConfig, TrainConfig, name_of
+from jax_gen.coupling import Pairs, draw_pairs
 from jax_gen.data import get_batch, get_labeled_batch, num_classes
 from jax_gen.parallel import check_batch_size, data_mesh, replicate, shard_batch
 from jax_gen.strategies import Strategy
@@ -139,18 +140,22 @@ def batch_loss(
     batch: Float[Array, "n d"],
     key: PRNGKeyArray,
     labels: Int[Array, " n"] | None = None,
+    eps: Float[Array, "n d"] | None = None,
 ) -> Float[Array, ""]:
     """Mean of ``strategy.loss_fn`` over a batch, one independent key per point.
 
     With ``labels`` (one per point, the null class allowed) the loss is the class-conditional
     one; the per-point keys are the same with or without labels.
 
-    A strategy whose ``couple`` pairs the batch with source points (flow matching's optimal
-    transport coupling) hands each point its partner as ``eps``, drawn with a key of its own;
-    with independent pairing (``couple`` returns None) each ``loss_fn`` draws its own noise.
+    Each point's source partner ``eps`` comes from one of three places: given with the batch
+    (rows of a pair table, :class:`~jax_gen.coupling.Pairs`: reflow); else from the strategy's
+    ``couple``, which pairs the batch with source points drawn with a key of its own (flow
+    matching's optimal transport); else (``couple`` returns None: independent pairing) each
+    ``loss_fn`` draws its own noise.
     """
     keys = jax.random.split(key, batch.shape[0])
-    eps = strategy.couple(jax.random.fold_in(key, _COUPLING_STREAM), batch)
+    if eps is None:
+        eps = strategy.couple(jax.random.fold_in(key, _COUPLING_STREAM), batch)
     # in_axes 0 over None (no labels, no coupling) maps nothing: loss_fn gets None.
     losses = jax.vmap(strategy.loss_fn, in_axes=(None, 0, 0, 0, 0))(model, batch, keys, labels, eps)
     return jnp.mean(losses)
@@ -193,6 +198,7 @@ def train_step(
     label_dropout: float = 0.1,
     mesh: Mesh | None = None,
     total_steps: Int[ArrayLike, ""] = 0,
+    pairs: Pairs | None = None,
 ) -> tuple[TrainState, Float[Array, ""]]:
     """One optimisation step with the batch drawn on device. Returns the new state and loss.
 
@@ -210,18 +216,26 @@ def train_step(
     The loss is that of ``strategy.at_step(step, total_steps)``: the strategy as it trains at
     this step of a run of ``total_steps`` (itself unless it follows a curriculum; 0 means the
     length is unknown).
+
+    With ``pairs`` the batch is ``batch_size`` rows of the table drawn with the batch key
+    (:func:`~jax_gen.coupling.draw_pairs`), each x with its own source partner, instead of the
+    dataset's points (unconditional only).
     """
     strategy = strategy.at_step(state.step, jnp.asarray(total_steps, jnp.int32))
     batch_key, loss_key = jax.random.split(key)
-    if conditional:
+    eps = None
+    if pairs is not None:
+        batch, eps = draw_pairs(batch_key, pairs, batch_size)
+        labels = None
+    elif conditional:
         batch, labels = get_labeled_batch(batch_key, dataset, batch_size)
         dropout_key = jax.random.fold_in(key, _LABEL_DROPOUT_STREAM)
         labels = drop_labels(dropout_key, labels, num_classes(dataset), label_dropout)
     else:
         batch, labels = get_batch(batch_key, dataset, batch_size), None
-    batch, labels = shard_batch(batch, mesh), shard_batch(labels, mesh)
+    batch, labels, eps = shard_batch(batch, mesh), shard_batch(labels, mesh), shard_batch(eps, mesh)
     loss, grads = eqx.filter_value_and_grad(batch_loss)(
-        state.model, strategy, batch, loss_key, labels
+        state.model, strategy, batch, loss_key, labels, eps
     )
     updates, opt_state = optimizer.update(
         grads, state.opt_state, eqx.filter(state.model, eqx.is_inexact_array)
@@ -247,13 +261,15 @@ def train_chunk(
     label_dropout: float = 0.1,
     mesh: Mesh | None = None,
     total_steps: Int[ArrayLike, ""] = 0,
+    pairs: Pairs | None = None,
 ) -> Chunk:
     """``num_steps`` training steps fused into one compiled ``lax.scan``.
 
     The key of step s is ``fold_in(key, s)``, so a run split into chunks of any size (or
     resumed from a saved state) draws exactly the same data and noise as one long run.
-    ``conditional``, ``label_dropout``, ``mesh`` and ``total_steps`` are those of
-    :func:`train_step` (pass ``total_steps`` as an array: a Python int is compiled in).
+    ``conditional``, ``label_dropout``, ``mesh``, ``total_steps`` and ``pairs`` are those of
+    :func:`train_step` (pass ``total_steps`` as an array: a Python int is compiled in; the
+    table of ``pairs`` is an argument of the compiled call, not a constant in it).
     """
     dynamic, static = eqx.partition(state, eqx.is_array)
 
@@ -271,6 +287,7 @@ def train_chunk(
             label_dropout=label_dropout,
             mesh=mesh,
             total_steps=total_steps,
+            pairs=pairs,
         )
         return eqx.filter(new_state, eqx.is_array), loss
 
@@ -287,6 +304,7 @@ def train_chunks(
     dataset: DatasetConfig,
     train_cfg: TrainConfig,
     mesh: Mesh | None = None,
+    pairs: Pairs | None = None,
 ) -> Iterator[Chunk]:
     """Trains from ``state.step`` to ``train_cfg.train_steps``, yielding after every chunk.
 
@@ -298,14 +316,20 @@ def train_chunks(
     The state is replicated on the devices of ``mesh`` (default: all devices,
     :func:`jax_gen.parallel.data_mesh`) and every batch is split over them.
 
+    With ``pairs`` (a table of (x, eps) rows, reflow's) every batch is drawn from the table
+    instead of the dataset (:func:`train_step`); the table is replicated on the devices.
+
     Raises:
-        ValueError: ``train_cfg.conditional`` on an unlabelled dataset, or a batch size that
-            does not divide evenly over the devices.
+        ValueError: ``train_cfg.conditional`` on an unlabelled dataset, or with ``pairs``; or a
+            batch size that does not divide evenly over the devices.
     """
     check_conditioning(dataset, train_cfg)
+    if pairs is not None and train_cfg.conditional:
+        raise ValueError("training on a table of pairs (reflow) is unconditional: conditional=True")
     mesh = data_mesh() if mesh is None else mesh
     check_batch_size(train_cfg.batch_size, mesh)
     state = replicate(state, mesh)
+    pairs = None if pairs is None else replicate(pairs, mesh)
     step = int(state.step)
     while step < train_cfg.train_steps:
         num_steps = min(train_cfg.log_interval, train_cfg.train_steps - step)
@@ -322,6 +346,7 @@ def train_chunks(
             train_cfg.label_dropout,
             mesh,
             jnp.asarray(train_cfg.train_steps, jnp.int32),
+            pairs,
         )
         state = chunk.state
         step += num_steps
@@ -337,6 +362,7 @@ def train(
     key: PRNGKeyArray,
     on_chunk: Callable[[Chunk], None] | None = None,
     mesh: Mesh | None = None,
+    pairs: Pairs | None = None,
 ) -> tuple[eqx.Module, eqx.Module, Float[Array, " steps"]]:
     """Trains ``model`` from scratch and returns the models alone.
 
@@ -354,13 +380,15 @@ def train(
         key: the key of every data and noise draw of training.
         on_chunk: called with each chunk's state and losses (e.g. to log progress).
         mesh: the devices to split each batch over (default: all of them).
+        pairs: a table of (x, eps) rows to draw every batch from instead of the dataset
+            (reflow's, :func:`jax_gen.engine.reflow_pairs`).
 
     Returns:
         The trained model, its EMA and the loss of every step, shape (train_steps,).
 
     Raises:
-        ValueError: ``train_cfg.conditional`` on an unlabelled dataset, or a batch size that
-            does not divide evenly over the devices.
+        ValueError: ``train_cfg.conditional`` on an unlabelled dataset (or with ``pairs``), or
+            a batch size that does not divide evenly over the devices.
     """
     check_conditioning(dataset, train_cfg)
     optimizer = make_optimizer(optimizer_cfg, train_cfg.train_steps)
@@ -374,6 +402,7 @@ def train(
         dataset=dataset,
         train_cfg=train_cfg,
         mesh=mesh,
+        pairs=pairs,
     ):
         state = chunk.state
         losses.append(chunk.losses)

@@ -25,7 +25,9 @@ def say(message: str) -> None:
 
 
 def default_model_path(cfg: ExperimentConfig) -> Path:
-    return Path("outputs") / f"{name_of(cfg.dataset)}_{name_of(cfg.strategy)}.eqx"
+    """outputs/<dataset>_<strategy>.eqx (..._reflow.eqx for a reflow, so it keeps its teacher)."""
+    reflow = "_reflow" if getattr(cfg.strategy, "coupling", None) == "reflow" else ""
+    return Path("outputs") / f"{name_of(cfg.dataset)}_{name_of(cfg.strategy)}{reflow}.eqx"
 
 
 def beside(model_path: Path, suffix: str) -> Path:

@@ -2,6 +2,7 @@
 
 import sys
 import time
+from pathlib import Path
 
 import jax
 from tqdm import tqdm
@@ -21,7 +22,7 @@ from jax_gen.cli.common import (
 from jax_gen.config import ExperimentConfig, name_of
 from jax_gen.data import data_dim as dataset_dim
 from jax_gen.data import is_planar
-from jax_gen.engine import Interrupted, check_dataset, fit, run_keys
+from jax_gen.engine import Interrupted, check_dataset, fit, is_reflow, load_teacher, run_keys
 from jax_gen.evaluation import summarize_fit
 from jax_gen.fields import plane
 from jax_gen.files import check_output_path
@@ -57,6 +58,12 @@ def run_train(cmd: TrainCommand) -> None:
         check_output_path(path, flag)
     check_dataset(cfg.dataset)
     check_conditioning(cfg.dataset, cfg.train)
+    if is_reflow(cfg):
+        load_teacher(cfg)  # its errors now, before training starts
+        if Path(cfg.strategy.teacher_path).resolve() == Path(model_path).resolve():
+            raise ValueError(
+                f"--model-path {model_path} is the reflow teacher's checkpoint; give another"
+            )
     mesh = data_mesh(cmd.num_devices)
     check_batch_size(cfg.train.batch_size, mesh)
 
