@@ -180,6 +180,23 @@ def test_training_pairs_are_ordered_and_a_share_is_equal():
         np.testing.assert_allclose([logits.mean(), logits.std()], expected, atol=0.03)
 
 
+def test_training_gives_the_network_mean_flows_slow_time_embedding_unless_set():
+    from jax_gen.config import FlowMatchingStrategyConfig, MoonConfig
+    from jax_gen.engine import init_state
+
+    def top_frequency(strategy_cfg, model_cfg):
+        cfg = ExperimentConfig(strategy=strategy_cfg, model=model_cfg, dataset=MoonConfig())
+        state = init_state(cfg)
+        frequency = float(state.model.time_embed.frequencies().max()) / np.pi
+        return state.config.model.time_max_frequency, frequency
+
+    small = MLPConfig(hidden_dim=8, depth=1)
+    assert top_frequency(MeanFlowStrategyConfig(), small) == pytest.approx((3.0, 3.0))
+    assert top_frequency(FlowMatchingStrategyConfig(), small) == pytest.approx((None, 100.0))
+    set_by_user = MLPConfig(hidden_dim=8, depth=1, time_max_frequency=20.0)
+    assert top_frequency(MeanFlowStrategyConfig(), set_by_user) == pytest.approx((20.0, 20.0))
+
+
 def test_two_time_network_refuses_one_time():
     model = create_model(MLPConfig(hidden_dim=8, depth=1), jax.random.key(0), 2, num_times=2)
     with pytest.raises(ValueError, match="reads 2 time"):

@@ -35,6 +35,7 @@ from jax_gen.config import (
     FlowMatchingStrategyConfig,
     SamplerConfig,
     name_of,
+    time_frequency,
     time_inputs,
 )
 from jax_gen.coupling import Pairs
@@ -333,8 +334,9 @@ def measured_config(
 
     The statistics (:func:`jax_gen.strategies.measure_on_data`: score matching's source mean)
     are measured on ``MEASURE_POINTS`` fresh points of the ``init`` key's ``"measure"``
-    stream. A config measured already, or of a strategy that measures nothing, comes back
-    equal.
+    stream; a model that leaves its time embedding's top frequency unset gets the strategy's
+    (:func:`jax_gen.config.time_frequency`: MeanFlow's 3). A config measured already, or of a
+    strategy that measures nothing, comes back equal.
 
     Args:
         config: what to train.
@@ -344,7 +346,10 @@ def measured_config(
     keys = run_keys(config.train.seed if seed is None else seed, key=key)
     points = get_batch(key_stream(keys.init, "measure"), config.dataset, MEASURE_POINTS)
     strategy = measure_on_data(config.strategy, np.asarray(points))
-    return dataclasses.replace(config, strategy=strategy)
+    model = config.model
+    if model.time_max_frequency is None and time_frequency(strategy) is not None:
+        model = dataclasses.replace(model, time_max_frequency=time_frequency(strategy))
+    return dataclasses.replace(config, strategy=strategy, model=model)
 
 
 def init_state(

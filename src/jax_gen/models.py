@@ -31,8 +31,14 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from jax_gen.config import MLPConfig, ResNetConfig
+from jax_gen.config.models import DEFAULT_TIME_FREQUENCY
 
 ACTIVATIONS = {"gelu": jax.nn.gelu, "relu": jax.nn.relu, "swish": jax.nn.swish}
+
+
+def _time_frequency(cfg) -> float:
+    """The config's time-embedding top frequency, the default when unset."""
+    return DEFAULT_TIME_FREQUENCY if cfg.time_max_frequency is None else cfg.time_max_frequency
 
 
 class SinusoidalTimeEmbed(eqx.Module):
@@ -159,7 +165,7 @@ class MLP(eqx.Module):
         key: PRNGKeyArray,
     ):
         self.time_embed = SinusoidalTimeEmbed(
-            cfg.time_embed_dim, max_frequency=cfg.time_max_frequency, num_times=num_times
+            cfg.time_embed_dim, max_frequency=_time_frequency(cfg), num_times=num_times
         )
         time_dim = self.time_embed.out_dim
         key, self.class_embed = _class_embedding(num_classes, time_dim, key)
@@ -257,7 +263,7 @@ class ResNet(eqx.Module):
         key: PRNGKeyArray,
     ):
         self.time_embed = SinusoidalTimeEmbed(
-            cfg.time_embed_dim, max_frequency=cfg.time_max_frequency, num_times=num_times
+            cfg.time_embed_dim, max_frequency=_time_frequency(cfg), num_times=num_times
         )
         time_dim = self.time_embed.out_dim
         key, self.class_embed = _class_embedding(num_classes, time_dim, key)

@@ -56,6 +56,7 @@ from jax_gen.config.strategies import (
     Prediction,
     ScoreMatchingStrategyConfig,
     StrategyConfig,
+    time_frequency,
     time_inputs,
 )
 from jax_gen.config.training import OptimizerConfig, TrainConfig
@@ -97,6 +98,7 @@ __all__ = [
     "deferred_validation",
     "from_dict",
     "name_of",
+    "time_frequency",
     "time_inputs",
     "to_dict",
     "validate_all",
