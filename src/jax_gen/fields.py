@@ -3,7 +3,8 @@
 For 2-D data (or 2-D data embedded in R^D, see :func:`jax_gen.data.to_plane`) the network's
 field at time t, the velocity dz/dt every sampler integrates or the score grad log p_t(z), is
 evaluated over a grid of the plane, beside the noisy marginal z_t = alpha(t) x + sigma(t) eps of
-fresh data at the same t.
+fresh data at the same t. A strategy without an instantaneous velocity (a consistency model)
+draws the average velocity of its jump to the data instead (:func:`field_label`).
 """
 
 from typing import Any, Literal
@@ -26,6 +27,15 @@ def plane(points: Any, dataset: DatasetConfig) -> Float[np.ndarray, "... 2"]:
     points = np.asarray(points)
     flat = to_plane(points.reshape(-1, points.shape[-1]), dataset)
     return np.asarray(flat).reshape(*points.shape[:-1], 2)
+
+
+def field_label(strategy: Strategy, field: Field) -> str:
+    """What ``field`` is for ``strategy``: the field's name, except the ``velocity`` of a
+    strategy without an instantaneous one (a consistency model), whose ``velocity`` is the
+    average velocity of its jump to the data (``"average velocity to the data"``)."""
+    if field == "velocity" and not strategy.has_velocity():
+        return "average velocity to the data"
+    return field
 
 
 @eqx.filter_jit

@@ -23,7 +23,14 @@ def run_evaluate(cmd: EvaluateCommand) -> None:
     check_output_path(json_path, "--output-json-path")
     cfg, strategy, model, data_dim, sampler = load_for_sampling(options)
     check_dataset(cfg.dataset)
-    heat_map = cmd.nll_points > 0 and cmd.density_resolution > 0 and is_planar(cfg.dataset)
+    nll_points = cmd.nll_points
+    if nll_points and not strategy.has_velocity():
+        say(
+            f"note: no likelihood for {name_of(cfg.strategy)}, which has no instantaneous velocity "
+            "for the probability-flow ODE (no NLL, no density map)"
+        )
+        nll_points = 0
+    heat_map = nll_points > 0 and cmd.density_resolution > 0 and is_planar(cfg.dataset)
     if heat_map:
         check_output_path(density_path, "--output-density-path")
     report = evaluate(
@@ -37,7 +44,7 @@ def run_evaluate(cmd: EvaluateCommand) -> None:
         num_samples=cmd.num_samples,
         repeats=cmd.repeats,
         condition=options.condition,
-        nll_points=cmd.nll_points,
+        nll_points=nll_points,
         estimator=cmd.estimator,
         num_probes=cmd.num_probes,
     )
@@ -66,8 +73,8 @@ def run_evaluate(cmd: EvaluateCommand) -> None:
     say(format_table(rows, sampler.sampler, cmd.num_samples))
     for row in rows:
         say(f"{row['steps']} steps:\n" + format_report(row["quality"]))
-    if cmd.nll_points:
-        line = f"NLL {nll['mean']:.3f} ± {nll['stderr']:.3f} nats/dim on {cmd.nll_points} "
+    if nll_points:
+        line = f"NLL {nll['mean']:.3f} ± {nll['stderr']:.3f} nats/dim on {nll_points} "
         line += f"fresh points ({cmd.estimator} divergence, {nll['seconds']:.1f} s)"
         if "data_entropy" in nll:
             entropy = nll["data_entropy"]

@@ -9,7 +9,7 @@ from jax_gen.cli.common import beside, describe, say
 from jax_gen.config import name_of
 from jax_gen.data import get_batch, is_planar
 from jax_gen.engine import check_dataset
-from jax_gen.fields import field_views, plane
+from jax_gen.fields import field_label, field_views, plane
 from jax_gen.files import check_output_path
 from jax_gen.strategies import create_strategy
 
@@ -38,11 +38,12 @@ def run_plot_field(cmd: PlotFieldCommand) -> None:
     )
     cell = (bounds[1] - bounds[0]) / cmd.grid_size
     scale = plots.field_arrow_scale(gif_views[0], cell)
-    title = f"{cmd.field} of {describe(cfg)} on {name_of(cfg.dataset)}"
+    label = field_label(strategy, cmd.field)
+    title = f"{label} of {describe(cfg)} on {name_of(cfg.dataset)}"
     plots.save_field_png(image_path, times, grid, *views, bounds, title, scale)
     frames = animation.save_field_gif(
         video_path, gif_times, grid, *gif_views, bounds, title, scale, fps=cmd.fps
     )
-    say(f"drew the {cmd.field} of {describe(cfg)} at t = {', '.join(f'{t:g}' for t in cmd.times)}")
+    say(f"drew the {label} of {describe(cfg)} at t = {', '.join(f'{t:g}' for t in cmd.times)}")
     say(f"field panels {image_path}")
     say(f"field GIF    {video_path} ({frames} frames)")

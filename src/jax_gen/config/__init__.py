@@ -46,6 +46,7 @@ from jax_gen.config.experiment import (
 from jax_gen.config.models import Activation, MLPConfig, ModelConfig, ResNetConfig
 from jax_gen.config.sampling import SamplerConfig, SamplerName
 from jax_gen.config.strategies import (
+    ConsistencyStrategyConfig,
     Coupling,
     DDPMSchedule,
     DDPMStrategyConfig,
@@ -55,6 +56,7 @@ from jax_gen.config.strategies import (
     MeanFlowStrategyConfig,
     Prediction,
     ScoreMatchingStrategyConfig,
+    ShortcutStrategyConfig,
     StrategyConfig,
     time_frequency,
     time_inputs,
@@ -64,6 +66,7 @@ from jax_gen.config.training import OptimizerConfig, TrainConfig
 __all__ = [
     "Activation",
     "CatConfig",
+    "ConsistencyStrategyConfig",
     "Coupling",
     "DATASETS",
     "DDPMSchedule",
@@ -90,6 +93,7 @@ __all__ = [
     "SamplerConfig",
     "SamplerName",
     "ScoreMatchingStrategyConfig",
+    "ShortcutStrategyConfig",
     "StrategyConfig",
     "SwissRollConfig",
     "TrainConfig",

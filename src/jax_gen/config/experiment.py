@@ -19,10 +19,12 @@ from jax_gen.config.datasets import (
 from jax_gen.config.models import MLPConfig, ModelConfig, ResNetConfig
 from jax_gen.config.sampling import SamplerConfig
 from jax_gen.config.strategies import (
+    ConsistencyStrategyConfig,
     DDPMStrategyConfig,
     FlowMatchingStrategyConfig,
     MeanFlowStrategyConfig,
     ScoreMatchingStrategyConfig,
+    ShortcutStrategyConfig,
     StrategyConfig,
 )
 from jax_gen.config.training import OptimizerConfig, TrainConfig
@@ -48,6 +50,8 @@ STRATEGIES: dict[str, type] = {
     "flow-matching": FlowMatchingStrategyConfig,
     "score-matching": ScoreMatchingStrategyConfig,
     "mean-flow": MeanFlowStrategyConfig,
+    "consistency": ConsistencyStrategyConfig,
+    "shortcut": ShortcutStrategyConfig,
 }
 MODELS: dict[str, type] = {"mlp": MLPConfig, "resnet": ResNetConfig}
 DATASETS: dict[str, type] = {

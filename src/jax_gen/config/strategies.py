@@ -151,9 +151,6 @@ class MeanFlowStrategyConfig(Validated):
     time_max_frequency: ClassVar[float] = 3.0
     """The time embedding's top frequency for a model that leaves it unset: the loss reads the
     network's derivative in time, which high frequencies make large."""
-    time_max_frequency: ClassVar[float] = 3.0
-    """The time embedding's top frequency for a model that leaves it unset: the loss reads the
-    network's derivative in time, which high frequencies make large."""
 
     num_transport_steps: int = 1
     """Steps of the default sampler, each one network evaluation: 1 is one-step generation."""
@@ -280,12 +277,6 @@ StrategyConfig = (
 def time_inputs(cfg: StrategyConfig) -> int:
     """How many times the strategy's network reads (1 unless the config says otherwise)."""
     return getattr(cfg, "time_inputs", 1)
-
-
-def time_frequency(cfg: StrategyConfig) -> float | None:
-    """The time-embedding top frequency the strategy asks of a model that leaves it unset
-    (None: the model's default)."""
-    return getattr(cfg, "time_max_frequency", None)
 
 
 def time_frequency(cfg: StrategyConfig) -> float | None:
