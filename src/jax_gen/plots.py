@@ -4,7 +4,8 @@ This module never imports JAX: callers hand it host numpy arrays, so plotting ca
 trigger a compilation nor hold device memory. Every file it writes goes through
 :func:`jax_gen.files.atomic_output`, so a failure never leaves a half-written or clobbered output.
 
-- :func:`save_samples_png`: generated samples beside fresh data, same square limits.
+- :func:`save_samples_png`: generated samples beside fresh data, same square limits; each
+  panel drawn by :func:`draw_points`, which other figures reuse.
 - :func:`save_loss_curve`: per-step loss, raw and smoothed, on a log axis.
 - :func:`save_density_png`: heat maps of log-densities on a :func:`density_grid`.
 - :func:`field_figure` / :func:`save_field_png`: a learned vector field as arrows over a grid,
@@ -68,39 +69,47 @@ def save_samples_png(
     """
     samples = as_points(samples, "samples")
     data = as_points(data, "data")
-    xmin, xmax, ymin, ymax = square_bounds(np.concatenate([samples, data]), margin=0.05)
+    bounds = square_bounds(np.concatenate([samples, data]), margin=0.05)
     fig = Figure(figsize=SAMPLES_FIGSIZE, dpi=DPI, layout="constrained")
     axes = fig.subplots(1, 2)
-    panels = (
-        (axes[0], data, f"fresh data (n={data.shape[0]})", "tab:gray"),
-        (axes[1], samples, f"generated (n={samples.shape[0]})", "tab:blue"),
-    )
-    classes = {
-        id(samples): None if labels is None else np.asarray(labels),
-        id(data): None if data_labels is None else np.asarray(data_labels),
-    }
-    for ax, points, label, color in panels:
-        point_labels = classes[id(points)]
-        if point_labels is None:
-            ax.scatter(points[:, 0], points[:, 1], s=2, linewidths=0, color=color)
-        else:
-            for k in np.unique(point_labels):
-                chosen = points[point_labels == k]
-                ax.scatter(
-                    chosen[:, 0],
-                    chosen[:, 1],
-                    s=2,
-                    linewidths=0,
-                    color=f"C{int(k) % 10}",
-                    label=f"class {int(k)}",
-                )
-            ax.legend(loc="center", markerscale=4, fontsize=8)
-        ax.set_xlim(xmin, xmax)
-        ax.set_ylim(ymin, ymax)
-        ax.set_aspect("equal")
-        ax.set_title(label)
+    draw_points(axes[0], data, bounds, f"fresh data (n={data.shape[0]})", "tab:gray", data_labels)
+    draw_points(axes[1], samples, bounds, f"generated (n={samples.shape[0]})", "tab:blue", labels)
     fig.suptitle(title)
     _save_figure(fig, path)
+
+
+def draw_points(
+    ax: Any,
+    points: Float[np.ndarray, "n 2"],
+    bounds: Bounds,
+    title: str,
+    color: str = "tab:blue",
+    labels: Int[np.ndarray, " n"] | None = None,
+) -> None:
+    """One panel of :func:`save_samples_png` on the axes ``ax``: the points as 2-pixel dots in
+    ``color`` (or one tab10 colour per class of ``labels``, with a legend), in the square
+    window ``bounds`` (:func:`~jax_gen.geometry.square_bounds`) at an equal aspect."""
+    points = as_points(points, "points")
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=2, linewidths=0, color=color)
+    else:
+        labels = np.asarray(labels)
+        for k in np.unique(labels):
+            chosen = points[labels == k]
+            ax.scatter(
+                chosen[:, 0],
+                chosen[:, 1],
+                s=2,
+                linewidths=0,
+                color=f"C{int(k) % 10}",
+                label=f"class {int(k)}",
+            )
+        ax.legend(loc="center", markerscale=4, fontsize=8)
+    xmin, xmax, ymin, ymax = bounds
+    ax.set_xlim(xmin, xmax)
+    ax.set_ylim(ymin, ymax)
+    ax.set_aspect("equal")
+    ax.set_title(title)
 
 
 def save_loss_curve(
