@@ -65,7 +65,8 @@ def sample(
     Raises:
         ValueError: an invalid option, a sampler that needs the score (or the velocity) of a
             strategy without one, or a sampler that stays on the training levels (``default``)
-            asked for more steps than the levels a discrete-time strategy was trained at.
+            asked for more steps than the levels a discrete-time strategy was trained at, or
+            for a step count the strategy's own step refuses (``check_reverse_steps``).
     """
     cfg = SamplerConfig() if cfg is None else cfg
     cfg.validate()
@@ -83,6 +84,8 @@ def sample(
             f"{type(strategy).__name__} does not give; use the default sampler"
         )
     num_steps = cfg.num_sampling_steps or strategy.num_transport_steps
+    if solver.only_strategy_step:
+        strategy.check_reverse_steps(num_steps)
     levels = strategy.training_levels()
     if not solver.leaves_levels and levels is not None and num_steps > levels:
         raise ValueError(

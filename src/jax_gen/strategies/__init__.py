@@ -9,10 +9,12 @@ import numpy as np
 from jaxtyping import Float
 
 from jax_gen.config import (
+    ConsistencyStrategyConfig,
     DDPMStrategyConfig,
     FlowMatchingStrategyConfig,
     MeanFlowStrategyConfig,
     ScoreMatchingStrategyConfig,
+    ShortcutStrategyConfig,
 )
 from jax_gen.parameterization import PARAMETERIZATIONS
 from jax_gen.schedules import (
@@ -24,10 +26,12 @@ from jax_gen.schedules import (
     VPSigmoidSchedule,
 )
 from jax_gen.strategies.base import Strategy
+from jax_gen.strategies.consistency import ConsistencyStrategy
 from jax_gen.strategies.ddpm import DDPMStrategy
 from jax_gen.strategies.flow_matching import FlowMatchingStrategy
 from jax_gen.strategies.mean_flow import MeanFlowStrategy
 from jax_gen.strategies.score_matching import ScoreMatchingStrategy
+from jax_gen.strategies.shortcut import ShortcutStrategy
 
 
 @functools.singledispatch
@@ -101,6 +105,32 @@ def _(cfg: MeanFlowStrategyConfig) -> MeanFlowStrategy:
     )
 
 
+@create_strategy.register
+def _(cfg: ShortcutStrategyConfig) -> ShortcutStrategy:
+    return ShortcutStrategy(
+        schedule=LinearPath(),
+        parameterization=PARAMETERIZATIONS["v"],
+        num_transport_steps=cfg.num_transport_steps,
+        max_sampling_steps=cfg.max_sampling_steps,
+        self_consistency_share=cfg.self_consistency_share,
+    )
+
+
+@create_strategy.register
+def _(cfg: ConsistencyStrategyConfig) -> ConsistencyStrategy:
+    return ConsistencyStrategy(
+        schedule=LinearPath(),
+        parameterization=PARAMETERIZATIONS["v"],
+        num_intervals=jnp.asarray(cfg.final_intervals, jnp.int32),
+        num_transport_steps=cfg.num_transport_steps,
+        initial_intervals=cfg.initial_intervals,
+        final_intervals=cfg.final_intervals,
+        level_mean=cfg.level_mean,
+        level_std=cfg.level_std,
+        huber_scale=cfg.huber_scale,
+    )
+
+
 @functools.singledispatch
 def measure_on_data(cfg, x: Float[np.ndarray, "n d"]):
     """The strategy config with the fields it measures on the data filled in.
@@ -127,10 +157,12 @@ def _(cfg: ScoreMatchingStrategyConfig, x: Float[np.ndarray, "n d"]) -> ScoreMat
 
 
 __all__ = [
+    "ConsistencyStrategy",
     "DDPMStrategy",
     "FlowMatchingStrategy",
     "MeanFlowStrategy",
     "ScoreMatchingStrategy",
+    "ShortcutStrategy",
     "Strategy",
     "create_strategy",
     "measure_on_data",

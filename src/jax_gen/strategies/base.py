@@ -61,6 +61,14 @@ class Strategy(eqx.Module):
         """
         return self
 
+    def check_reverse_steps(self, num_steps: int) -> None:
+        """Raises ``ValueError`` when the strategy's own step (:meth:`reverse`, the ``default``
+        sampler) cannot cross [0, 1] in ``num_steps`` steps.
+
+        The sampler asks before it runs. Most strategies take any count; a shortcut model only
+        the step sizes it was trained for.
+        """
+
     def training_levels(self) -> int | None:
         """L when the network is trained only at the times k / L (k = 0..L); None for any t.
 
