@@ -73,12 +73,13 @@ def test_flow_matching_branch_is_flow_matching_at_step_size_zero():
     constant = affine(a=0.0, b=0.0, c=100.0)
     losses = jax.vmap(lambda k: shortcut.loss_fn(constant, x, k, eps=eps))(keys)
     np.testing.assert_allclose(losses, np.mean((0.0 - np.array([0.5, -2.25])) ** 2), rtol=1e-6)
-    # s = a z with z_t = t x + (1 - t) eps: E_t |a z_t - (x - eps)|^2 / 2 over t ~ U[0, 1] is
-    # the integral of a quadratic in t, |p t + q|^2 with p = a (x - eps) and q = a eps - (x - eps).
+    # s = a z + b t with z_t = t x + (1 - t) eps: E_t |s - (x - eps)|^2 / 2 over t ~ U[0, 1] is
+    # the integral of |p t + q|^2 with p = a (x - eps) + b and q = a eps - (x - eps) (b makes it
+    # tell t from 1 - t).
     losses = np.asarray(
-        jax.vmap(lambda k: shortcut.loss_fn(affine(1.5, 0.0, 100.0), x, k, eps=eps))(keys)
+        jax.vmap(lambda k: shortcut.loss_fn(affine(1.5, 0.8, 100.0), x, k, eps=eps))(keys)
     )
-    p, q = 1.5 * (x - eps), 1.5 * eps - (x - eps)
+    p, q = 1.5 * (x - eps) + 0.8, 1.5 * eps - (x - eps)
     exact = float(jnp.mean(p**2 / 3 + p * q + q**2))
     stderr = losses.std() / np.sqrt(losses.size)
     assert abs(losses.mean() - exact) < 4 * stderr, (losses.mean(), exact, stderr)
