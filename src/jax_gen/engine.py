@@ -80,15 +80,13 @@ class RunKeys(NamedTuple):
     """Samples drawn after training."""
     evaluate: PRNGKeyArray
     """Fresh data and the metrics' own draws after training."""
-    reflow: PRNGKeyArray
-    """The source points of reflow's pairs (:func:`training_pairs`)."""
 
 
 def run_keys(seed: int = 0, *, key: PRNGKeyArray | None = None) -> RunKeys:
     """The keys of a run with this seed: one convention, so runs agree wherever they start.
 
-    ``init`` and ``train`` are the first two keys of ``split(key(seed), 3)``; ``sample``,
-    ``evaluate`` and ``reflow`` are the named streams of :func:`key_stream`.
+    ``init`` and ``train`` are the first two keys of ``split(key(seed), 3)``; ``sample`` and
+    ``evaluate`` are the named streams of :func:`key_stream`.
 
     Args:
         seed: the run's seed (``TrainConfig.seed``).
@@ -96,13 +94,7 @@ def run_keys(seed: int = 0, *, key: PRNGKeyArray | None = None) -> RunKeys:
     """
     root = jax.random.key(seed) if key is None else key
     init, train, _ = jax.random.split(root, 3)
-    return RunKeys(
-        init,
-        train,
-        key_stream(root, "sample"),
-        key_stream(root, "evaluate"),
-        key_stream(root, "reflow"),
-    )
+    return RunKeys(init, train, key_stream(root, "sample"), key_stream(root, "evaluate"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -187,11 +179,11 @@ def reflow_pairs(
     """Reflow's pairs: source points eps ~ N(0, I) and the end points x of the teacher's ODE
     started at them, x = eps + integral_0^1 v(t, z_t) dt, integrated by ``sampler``.
 
-    The pairs are made in chunks of :data:`REFLOW_CHUNK`: chunk c is exactly the teacher's
-    ``sample(teacher, model, fold_in(key, c), REFLOW_CHUNK, data_dim, sampler)``, its source
-    frame as eps and its samples as x, and the table is the first ``num_pairs`` rows of the
-    chunks in order. So eps's marginal is the source's and x's is what the teacher samples
-    with this sampler, and each x is the ODE's end point of its own eps.
+    The pairs are made in chunks of n = min(``num_pairs``, :data:`REFLOW_CHUNK`): chunk c is
+    exactly the teacher's ``sample(teacher, model, fold_in(key, c), n, data_dim, sampler)``,
+    its source frame as eps and its samples as x, and the table is the first ``num_pairs``
+    rows of the chunks in order. So eps's marginal is the source's and x's is what the teacher
+    samples with this sampler, and each x is the ODE's end point of its own eps.
 
     Args:
         teacher: the teacher's strategy (with a velocity).
@@ -218,9 +210,11 @@ def training_pairs(config: ExperimentConfig, keys: RunKeys) -> Pairs | None:
 
     The teacher (:func:`load_teacher`) integrates its velocity with the config's
     ``teacher_sampler`` over ``teacher_steps`` steps (default: its own number of transport
-    steps) from ``reflow_pairs`` source points of the run's ``reflow`` key
-    (:func:`reflow_pairs`). The table is made once, before the first step, and again, bit for
-    bit, when the run is resumed: a resumed reflow needs its teacher.
+    steps) from ``reflow_pairs`` source points (:func:`reflow_pairs`) drawn with the
+    ``"reflow"`` stream of the run's ``train`` key (:func:`key_stream`; the steps' keys
+    ``fold_in(train, step)`` stay far below the stream's number). The table is made once,
+    before the first step, and again, bit for bit, when the run is resumed: a resumed reflow
+    needs its teacher.
     """
     teacher = load_teacher(config)
     if teacher is None:
@@ -228,7 +222,12 @@ def training_pairs(config: ExperimentConfig, keys: RunKeys) -> Pairs | None:
     cfg = config.strategy
     sampler = SamplerConfig(sampler=cfg.teacher_sampler, num_sampling_steps=cfg.teacher_steps)
     return reflow_pairs(
-        teacher.strategy, teacher.model, keys.reflow, cfg.reflow_pairs, teacher.data_dim, sampler
+        teacher.strategy,
+        teacher.model,
+        key_stream(keys.train, "reflow"),
+        cfg.reflow_pairs,
+        teacher.data_dim,
+        sampler,
     )
 
 

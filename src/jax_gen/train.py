@@ -234,9 +234,9 @@ def train_step(
     else:
         batch, labels = get_batch(batch_key, dataset, batch_size), None
     batch, labels, eps = shard_batch(batch, mesh), shard_batch(labels, mesh), shard_batch(eps, mesh)
-    loss, grads = eqx.filter_value_and_grad(batch_loss)(
-        state.model, strategy, batch, loss_key, labels, eps
-    )
+    # A table's partners are bound to the loss; without one it is called as it always was.
+    loss_fn = batch_loss if eps is None else functools.partial(batch_loss, eps=eps)
+    loss, grads = eqx.filter_value_and_grad(loss_fn)(state.model, strategy, batch, loss_key, labels)
     updates, opt_state = optimizer.update(
         grads, state.opt_state, eqx.filter(state.model, eqx.is_inexact_array)
     )
