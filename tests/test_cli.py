@@ -430,7 +430,7 @@ FLOAT_FIELDS = [
     (cls, name)
     for cls in CONFIGS
     for name, hint in typing.get_type_hints(cls).items()
-    if float in (hint, *typing.get_args(hint))
+    if float in (hint, *typing.get_args(hint)) and typing.get_origin(hint) is not typing.ClassVar
 ]
 
 

@@ -209,7 +209,7 @@ def test_tiny_model_lands_one_step_samples_on_the_four_modes():
     corners = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]]) * gmm.scale
     cfg = ExperimentConfig(
         strategy=MeanFlowStrategyConfig(),
-        model=MLPConfig(hidden_dim=64, depth=3),
+        model=MLPConfig(hidden_dim=64, depth=3, time_max_frequency=100.0),
         dataset=gmm,
         train=TrainConfig(batch_size=256, train_steps=2000, log_interval=500, ema_decay=0.99),
     )

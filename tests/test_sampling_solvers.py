@@ -39,6 +39,9 @@ class ExponentialODE(eqx.Module):
 
     num_transport_steps: int = eqx.field(static=True, default=4)
 
+    def has_velocity(self):
+        return True
+
     def velocity(self, model, t, z):
         return t * z
 
