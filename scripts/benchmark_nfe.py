@@ -379,12 +379,19 @@ def plot(panels: Sequence[Panel], datasets, strategies, samplers, budgets, path:
                 ax.set_ylabel(f"{dataset}\nC2ST accuracy", fontsize=10)
             if i == rows - 1:
                 ax.set_xlabel("NFE")
+    save_with_legend(fig, axes, path, fontsize=9)
+
+
+def save_with_legend(fig: Figure, axes, path: Path, fontsize: int) -> None:
+    """Writes ``fig`` to ``path`` with one legend entry per label drawn on any of ``axes``."""
     handles = {}
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=9)
+        fig.legend(
+            list(handles.values()), list(handles), loc="outside right upper", fontsize=fontsize
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
 

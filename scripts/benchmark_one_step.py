@@ -55,7 +55,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from benchmark_nfe import DATA_DIM, format_value, load_or_train
+from benchmark_nfe import DATA_DIM, format_value, load_or_train, save_with_legend
 from benchmark_quality import DATASETS, default_config, describe_model, spread
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -448,14 +448,7 @@ def plot(datasets: Sequence[Results], rows: Sequence[Row], budgets: Sequence[int
         ax.set_ylabel("C2ST accuracy")
     for ax in list(axes.flat)[len(datasets) :]:
         ax.set_visible(False)
-    handles = {}
-    for ax in axes.flat:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(label, handle)
-    if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_with_legend(fig, axes, path, fontsize=8)
 
 
 def picture_cells(rows: Sequence[Row]) -> list[tuple[Row, int]]:

@@ -19,6 +19,24 @@ from jax_gen.schedules import Schedule
 Model = eqx.Module  # any callable model(t, x) on one point (model(t, x, label) if conditional)
 
 
+def read_network(
+    model: Model,
+    times: Float[Array, "*times"],
+    z: Float[Array, " d"],
+    label: Int[Array, ""] | None = None,
+) -> Float[Array, " d"]:
+    """model(times, z), or model(times, z, label) with a label: one time t, or the vector of
+    times a multi-time network reads (MeanFlow's (t, t_end - t), a shortcut's (t, d))."""
+    return model(times, z) if label is None else model(times, z, label=label)
+
+
+def source_point(
+    key: PRNGKeyArray, x: Float[Array, " d"], eps: Float[Array, " d"] | None
+) -> Float[Array, " d"]:
+    """The partner ``eps`` a coupling gave the data point x, or else a fresh N(0, I) draw."""
+    return jax.random.normal(key, x.shape, x.dtype) if eps is None else eps
+
+
 class Strategy(eqx.Module):
     """A generative model moving points from a Gaussian source (t=0) to the data (t=1).
 
@@ -92,7 +110,7 @@ class Strategy(eqx.Module):
         v = alpha'(t) x + sigma'(t) eps according to the parameterization (or v whatever the
         parameterization when ``loss_target`` is ``"v"``).
         """
-        return self.noised(t, x, jax.random.normal(key, x.shape, x.dtype))
+        return self.noised(t, x, source_point(key, x, None))
 
     def noised(
         self, t: Float[Array, ""], x: Float[Array, " d"], eps: Float[Array, " d"]
@@ -179,7 +197,7 @@ class Strategy(eqx.Module):
         setting where it predicts the instantaneous quantity, and the denoiser, velocity, score
         and loss all follow.
         """
-        return model(t, z) if label is None else model(t, z, label=label)
+        return read_network(model, t, z, label)
 
     def denoise(
         self, model: Model, t: Float[Array, ""], z: Float[Array, " d"]

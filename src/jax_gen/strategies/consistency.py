@@ -50,7 +50,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
 from jax_gen.parameterization import Parameterization
 from jax_gen.schedules import Schedule
-from jax_gen.strategies.base import Model, Strategy
+from jax_gen.strategies.base import Model, Strategy, source_point
 
 
 def pseudo_huber(a: Float[Array, " d"], b: Float[Array, " d"], c: float) -> Scalar:
@@ -145,8 +145,7 @@ class ConsistencyStrategy(Strategy):
         n = self.sample_level(level_key)
         intervals = self.num_intervals.astype(jnp.float32)
         t, t_next = n / intervals, (n + 1) / intervals
-        if eps is None:
-            eps = jax.random.normal(noise_key, x.shape, x.dtype)
+        eps = source_point(noise_key, x, eps)
         online = self.consistency_function(model, t, t * x + (1 - t) * eps, label)
         z_next = t_next * x + (1 - t_next) * eps
         target = jax.lax.stop_gradient(self.consistency_function(model, t_next, z_next, label))

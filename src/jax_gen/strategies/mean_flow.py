@@ -7,7 +7,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
 from jax_gen.parameterization import Parameterization, path_coefficients, velocity
 from jax_gen.schedules import Schedule
-from jax_gen.strategies.base import Model, Strategy
+from jax_gen.strategies.base import Model, Strategy, read_network, source_point
 
 ADAPTIVE_LOSS_OFFSET = 1e-3
 """The c of the adaptive loss weight 1 / (|u - target|^2 + c)^p."""
@@ -63,7 +63,7 @@ class MeanFlowStrategy(Strategy):
     ) -> Float[Array, " d"]:
         """u(z, t, t_end): the network read at the times (t, t_end - t)."""
         times = jnp.stack([t, t_end - t])
-        return model(times, z) if label is None else model(times, z, label=label)
+        return read_network(model, times, z, label)
 
     def sample_time(self, key: PRNGKeyArray) -> Float[Array, ""]:
         """A logit-normal time sigmoid(m + s n), n ~ N(0, 1), or a uniform one."""
@@ -122,8 +122,7 @@ class MeanFlowStrategy(Strategy):
         """
         time_key, noise_key = jax.random.split(key)
         t, t_end = self.sample_times(time_key)
-        if eps is None:
-            eps = jax.random.normal(noise_key, x.shape, x.dtype)
+        eps = source_point(noise_key, x, eps)
         c = path_coefficients(self.schedule, t)
         z = c.alpha * x + c.sigma * eps
         v = velocity(x, eps, c)

@@ -7,7 +7,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
 from jax_gen.parameterization import Parameterization, path_coefficients, velocity
 from jax_gen.schedules import Schedule
-from jax_gen.strategies.base import Model, Strategy
+from jax_gen.strategies.base import Model, Strategy, read_network, source_point
 
 
 class ShortcutStrategy(Strategy):
@@ -70,7 +70,7 @@ class ShortcutStrategy(Strategy):
     ) -> Float[Array, " d"]:
         """s(z, t, d): the network read at the times (t, d)."""
         times = jnp.stack([t, d])
-        return model(times, z) if label is None else model(times, z, label=label)
+        return read_network(model, times, z, label)
 
     def network_output(
         self,
@@ -154,8 +154,7 @@ class ShortcutStrategy(Strategy):
         self-consistency at a step size d = h > 0 (see the class). The network is read with
         gradient once, at (t, d)."""
         pair_key, noise_key = jax.random.split(key)
-        if eps is None:
-            eps = jax.random.normal(noise_key, x.shape, x.dtype)
+        eps = source_point(noise_key, x, eps)
         t, d, z, target = self.training_pair(model, x, eps, pair_key, label)
         return jnp.mean((self.shortcut(model, t, d, z, label) - target) ** 2)
 
