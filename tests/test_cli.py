@@ -748,7 +748,9 @@ def test_plot_field_end_to_end(in_tmp, capsys, trained):
         assert image.n_frames == 4
     code, _, err = run(["plot-field", "--model-path", trained, "--times", "1.5"], capsys)
     assert_clean_failure(code, err, "--times 1.5 must be in [0, 1]")
-    code, _, err = run(["plot-field", "--model-path", trained, "--field", "score"], capsys)
+    argv = ["plot-field", "--model-path", trained, "--field", "score", "--times", "0", "1"]
+    argv += ["--grid-size", "4", "--num-points", "50", "--gif-frames", "2"]
+    code, _, err = run(argv, capsys)
     assert code == 0, err
     assert trained.with_name("model.field.gif").exists()
 

@@ -225,6 +225,10 @@ def test_tiny_model_lands_one_step_samples_on_the_four_modes():
     assert np.all(np.abs(shares - 0.25) < 0.05), shares
 
 
+SMALL_FIELD = ["--times", "0", "0.5", "1", "--gif-frames", "3", "--grid-size", "8"]
+SMALL_FIELD += ["--num-points", "100"]
+
+
 def test_command_line_trains_mean_flow_and_generates_in_one_step(tmp_path, capsys):
     path = tmp_path / "mean_flow.eqx"
     code, out, err = run(
@@ -237,11 +241,11 @@ def test_command_line_trains_mean_flow_and_generates_in_one_step(tmp_path, capsy
     code, out, err = run([*argv, "--output-image-path", image], capsys)
     assert code == 0, err
     assert "NFE 1" in out and image.exists()
-    for command, flag, suffix in [
-        ("animate", "--output-video-path", ".gif"),
-        ("plot-field", "--output-image-path", ".png"),
+    for command, flag, suffix, *small in [
+        ("animate", "--output-video-path", ".gif", "--num-samples", "200"),
+        ("plot-field", "--output-image-path", ".png", *SMALL_FIELD),
     ]:
         out_path = tmp_path / f"{command}{suffix}"
-        code, out, err = run([command, "--model-path", path, flag, out_path], capsys)
+        code, out, err = run([command, "--model-path", path, flag, out_path, *small], capsys)
         assert code == 0, err
         assert out_path.exists()

@@ -277,6 +277,10 @@ TINY = ["model:mlp", "--model.hidden-dim", "16", "--model.depth", "2"]
 # ----------------------------------------------------------------------------------------------
 
 
+SMALL_FIELD = ["--times", "0", "0.5", "1", "--gif-frames", "3", "--grid-size", "8"]
+SMALL_FIELD += ["--num-points", "100"]
+
+
 def test_command_line_trains_and_samples_a_shortcut_model(tmp_path, capsys):
     path = tmp_path / "shortcut.eqx"
     code, out, err = run(
@@ -290,12 +294,12 @@ def test_command_line_trains_and_samples_a_shortcut_model(tmp_path, capsys):
         code, out, err = run([*argv, "--output-image-path", image], capsys)
         assert code == 0, err
         assert f"NFE {steps}" in out and image.exists()
-    for command, flag, suffix in [
-        ("animate", "--output-video-path", ".gif"),
-        ("plot-field", "--output-image-path", ".png"),
+    for command, flag, suffix, *small in [
+        ("animate", "--output-video-path", ".gif", "--num-samples", "200"),
+        ("plot-field", "--output-image-path", ".png", *SMALL_FIELD),
     ]:
         out_path = tmp_path / f"{command}{suffix}"
-        code, out, err = run([command, "--model-path", path, flag, out_path], capsys)
+        code, out, err = run([command, "--model-path", path, flag, out_path, *small], capsys)
         assert code == 0, err
         assert out_path.exists()
     json_path = tmp_path / "eval.json"
