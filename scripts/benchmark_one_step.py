@@ -36,8 +36,8 @@ each one-step strategy at 1 NFE beats optimal-transport flow matching's best 1-N
 C2ST, and whether it is within noise (2 combined SE) of the 50-NFE default on C2ST, precision
 and recall), ``<out>.json`` (every seed's report), ``<out>.png`` (C2ST against NFE, a panel
 per dataset, a line per row) and ``one_step_side_by_side.png`` in the same directory (per
-dataset, fresh data, each one-step strategy at 1 NFE, optimal-transport Euler at 1 NFE and the
-50-NFE default, first seed).
+dataset, fresh data, each one-step strategy at 1 NFE, optimal-transport and reflow Euler at 1
+NFE and the 50-NFE default, first seed).
 
     uv run scripts/benchmark_one_step.py     # every dataset and method, seeds 0 1 2
     uv run scripts/benchmark_one_step.py --datasets moon --train-steps 300 --seeds 0
@@ -453,10 +453,11 @@ def plot(datasets: Sequence[Results], rows: Sequence[Row], budgets: Sequence[int
 
 def picture_cells(rows: Sequence[Row]) -> list[tuple[Row, int]]:
     """The side-by-side picture's columns: each one-step strategy at 1 NFE, optimal-transport
-    Euler at 1 NFE, the 50-NFE default."""
+    and reflow flow matching's Euler at 1 NFE (where measured), the 50-NFE default."""
     cells = [(r, 1) for r in rows if r.method in ONE_STEP]
-    if Row("flow-matching/ot", "euler") in rows:
-        cells.append((Row("flow-matching/ot", "euler"), 1))
+    for method in ("flow-matching/ot", "flow-matching/reflow"):
+        if Row(method, "euler") in rows:
+            cells.append((Row(method, "euler"), 1))
     return [*cells, (REFERENCE_ROW, REFERENCE_NFE)]
 
 

@@ -195,3 +195,22 @@ def test_rejects_bad_arguments(benchmark):
             benchmark.parse_args(argv)
     with pytest.raises(SystemExit):
         benchmark.parse_args(["--methods", "ddpm"])
+
+
+def test_the_picture_shows_each_one_step_method_and_the_reference(benchmark):
+    Row = benchmark.Row
+    rows = [
+        Row("mean-flow", "default"),
+        Row("flow-matching/ot", "euler"),
+        Row("flow-matching/ot", "midpoint"),
+        Row("flow-matching/reflow", "euler"),
+        Row("flow-matching/reflow", "dpm-solver"),
+    ]
+    assert benchmark.picture_cells(rows) == [
+        (Row("mean-flow", "default"), 1),
+        (Row("flow-matching/ot", "euler"), 1),
+        (Row("flow-matching/reflow", "euler"), 1),
+        (benchmark.REFERENCE_ROW, benchmark.REFERENCE_NFE),
+    ]
+    # Without the reflow rows (a library without reflow, or --methods), no reflow panel.
+    assert (Row("flow-matching/reflow", "euler"), 1) not in benchmark.picture_cells(rows[:3])
