@@ -64,6 +64,10 @@ class GaussianOracle:
 FAST = ["--batch-size", "64", "--train-steps", "20", "--log-interval", "10", "--num-samples", "200"]
 """Command-line options of a training run that takes seconds."""
 
+SMALL_FIELD = ["--times", "0", "0.5", "1", "--gif-frames", "3", "--grid-size", "8"]
+SMALL_FIELD += ["--num-points", "100"]
+"""`plot-field` options that draw a small field: three panels, a three-frame GIF."""
+
 
 def run_cli(argv, capsys):
     """Runs the CLI in-process; returns (exit code, stdout, stderr)."""

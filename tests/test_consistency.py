@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import FAST
+from helpers import FAST, SMALL_FIELD
 from helpers import run_cli as run
 from scipy.stats import norm
 
@@ -338,8 +338,6 @@ def test_config_validation_and_name():
 
 
 SMALL = ["--num-samples", "200"]
-SMALL_FIELD = ["--times", "0", "0.5", "1", "--gif-frames", "3", "--grid-size", "8"]
-SMALL_FIELD += ["--num-points", "100"]
 
 
 def test_command_line_trains_generates_evaluates_and_draws(tmp_path, capsys):

@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import FAST
+from helpers import FAST, SMALL_FIELD
 from helpers import run_cli as run
 
 from jax_gen import checkpoint
@@ -223,10 +223,6 @@ def test_tiny_model_lands_one_step_samples_on_the_four_modes():
     # every mode a quarter of them (a flow-matching model's single Euler step lands at the mean).
     assert np.mean(distances.min(axis=1) < 1.0) > 0.88
     assert np.all(np.abs(shares - 0.25) < 0.05), shares
-
-
-SMALL_FIELD = ["--times", "0", "0.5", "1", "--gif-frames", "3", "--grid-size", "8"]
-SMALL_FIELD += ["--num-points", "100"]
 
 
 def test_command_line_trains_mean_flow_and_generates_in_one_step(tmp_path, capsys):

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import FAST
+from helpers import FAST, SMALL_FIELD
 from helpers import run_cli as run
 
 from jax_gen import checkpoint
@@ -275,10 +275,6 @@ def test_tiny_model_lands_few_step_samples_on_the_four_modes(trained, steps):
 
 TINY = ["model:mlp", "--model.hidden-dim", "16", "--model.depth", "2"]
 # ----------------------------------------------------------------------------------------------
-
-
-SMALL_FIELD = ["--times", "0", "0.5", "1", "--gif-frames", "3", "--grid-size", "8"]
-SMALL_FIELD += ["--num-points", "100"]
 
 
 def test_command_line_trains_and_samples_a_shortcut_model(tmp_path, capsys):
