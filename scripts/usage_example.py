@@ -37,5 +37,7 @@ for i in range(num_steps):
     model, opt_state, loss = step(model, opt_state, jax.random.fold_in(train_key, i))
 print(f"final loss {float(loss):.4f}")
 
-samples, trajectory, _ = sample(strategy, model, sample_key, num_samples=1000, data_dim=2)
+samples, trajectory, _ = sample(
+    strategy, model, sample_key, num_samples=1000, data_dim=2, keep_trajectory=True
+)
 print(samples.shape, trajectory.shape)  # (1000, 2) (51, 1000, 2)

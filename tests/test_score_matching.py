@@ -217,8 +217,8 @@ def test_default_step_size_leaves_little_excess_spread():
 def test_trajectory_starts_from_sigma_max_noise_and_is_deterministic():
     strategy, model = score_matching(num_transport_steps=10, langevin_steps=5), tiny_model()
     key = jax.random.key(42)
-    a, traj_a, _ = sample(strategy, model, key, 2000, 2)
-    b, traj_b, _ = sample(strategy, model, key, 2000, 2)
+    a, traj_a, _ = sample(strategy, model, key, 2000, 2, keep_trajectory=True)
+    b, traj_b, _ = sample(strategy, model, key, 2000, 2, keep_trajectory=True)
     assert traj_a.shape == (11, 2000, 2)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(traj_a, traj_b)
@@ -227,7 +227,10 @@ def test_trajectory_starts_from_sigma_max_noise_and_is_deterministic():
     assert not np.allclose(a, c)
     np.testing.assert_allclose(traj_a[0].std(0), SIGMA_MAX, rtol=0.05)
     source_key, _ = jax.random.split(key)
-    source = strategy.sample_from_source_distribution(source_key, 2000, 2)
+    # Point i is the source's one-point draw with fold_in(source_key, i).
+    source = jax.vmap(
+        lambda i: strategy.sample_from_source_distribution(jax.random.fold_in(source_key, i), 1, 2)
+    )(jnp.arange(2000))[:, 0]
     np.testing.assert_allclose(traj_a[0], source, rtol=1e-6)  # compiled, 1 ulp may differ
 
 

@@ -21,7 +21,7 @@ from jax_gen.data import get_batch
 from jax_gen.engine import fit
 from jax_gen.likelihood import log_prob
 from jax_gen.models import create_model
-from jax_gen.sampling import sample
+from jax_gen.sampling import sample, source_points
 from jax_gen.strategies import ShortcutStrategy, create_strategy
 
 
@@ -170,7 +170,7 @@ def test_training_pairs_branch_levels_and_grid():
 def test_default_sampler_steps_with_step_size_one_over_n(steps):
     shortcut, key = strategy(max_sampling_steps=8), jax.random.key(2)
     result = sample(shortcut, Times(), key, 16, 2, SamplerConfig(num_sampling_steps=steps))
-    source = shortcut.sample_from_source_distribution(jax.random.split(key)[0], 16, 2)
+    source = source_points(shortcut, jax.random.split(key)[0], jnp.arange(16), 2)
     # z_N = z_0 + sum_i (1/N) (t_i, 1/N) with t_i = i/N: ((N - 1) / (2N), 1/N).
     np.testing.assert_allclose(
         result.samples - source, np.tile([(steps - 1) / (2 * steps), 1 / steps], (16, 1)), atol=1e-6
@@ -188,7 +188,7 @@ def test_refuses_step_counts_it_was_not_trained_for():
     # An ODE sampler reads d = 0 and takes any count: Euler's 3 steps add (sum t_i / 3, 0).
     key = jax.random.key(0)
     euler = sample(shortcut, Times(), key, 4, 2, SamplerConfig("euler", num_sampling_steps=3))
-    source = shortcut.sample_from_source_distribution(jax.random.split(key)[0], 4, 2)
+    source = source_points(shortcut, jax.random.split(key)[0], jnp.arange(4), 2)
     np.testing.assert_allclose(euler.samples - source, np.tile([1 / 3, 0.0], (4, 1)), atol=1e-6)
 
 

@@ -199,7 +199,8 @@ def reflow_pairs(
     size = min(num_pairs, REFLOW_CHUNK)
     xs, sources = [], []
     for c in range(-(-num_pairs // size)):
-        result = sample(teacher, model, jax.random.fold_in(key, c), size, data_dim, sampler)
+        chunk_key = jax.random.fold_in(key, c)
+        result = sample(teacher, model, chunk_key, size, data_dim, sampler, keep_trajectory=True)
         xs.append(result.samples)
         sources.append(result.trajectory[0])
     return Pairs(jnp.concatenate(xs)[:num_pairs], jnp.concatenate(sources)[:num_pairs])

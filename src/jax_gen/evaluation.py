@@ -50,6 +50,10 @@ from jax_gen.strategies import DDPMStrategy, Strategy, create_strategy
 METRICS = {"sliced W2": sliced_wasserstein, "energy": energy_distance, "MMD": mmd}
 """The distances of every :func:`evaluate` row, by the name its table and JSON give them."""
 
+NUM_EVAL_SAMPLES = 10_000
+"""Samples the quality figures are computed on, however many are generated: the first ones,
+which, the points being independent draws, are a uniformly random subsample."""
+
 DrawData = Callable[[PRNGKeyArray, int], Float[Array, "n d"]]
 """``draw(key, n)``: n fresh data points."""
 
@@ -243,16 +247,21 @@ class FitSummary(NamedTuple):
 
 
 def summarize_fit(
-    state: FitState, num_samples: int, *, strategy: Strategy | None = None
+    state: FitState,
+    num_samples: int,
+    *,
+    strategy: Strategy | None = None,
+    num_eval_samples: int = NUM_EVAL_SAMPLES,
 ) -> FitSummary:
-    """What ``train`` reports after training: ``num_samples`` samples of the EMA model and
-    their :func:`compare_to_data`, with the run's ``sample`` and ``evaluate`` keys
-    (:func:`~jax_gen.engine.run_keys` of the config's seed).
+    """What ``train`` reports after training: ``num_samples`` samples of the EMA model and the
+    :func:`compare_to_data` of the first ``num_eval_samples`` of them, with the run's
+    ``sample`` and ``evaluate`` keys (:func:`~jax_gen.engine.run_keys` of the config's seed).
 
     Args:
         state: a trained run (:func:`~jax_gen.engine.fit`'s result or a loaded checkpoint).
-        num_samples: points to draw (and fresh data points to compare them with).
+        num_samples: points to draw.
         strategy: the strategy trained (default: built from the config).
+        num_eval_samples: how many of them are compared with as many fresh data points.
     """
     cfg = state.config
     strategy = create_strategy(cfg.strategy) if strategy is None else strategy
@@ -265,7 +274,8 @@ def summarize_fit(
         strategy, state.state.ema_model, keys.sample, num_samples, state.data_dim, labels=labels
     )
     samples = np.asarray(result.samples)
-    comparison = compare_to_data(samples, cfg, data_key=data_key, metric_key=metric_key)
+    shown = samples[:num_eval_samples]
+    comparison = compare_to_data(shown, cfg, data_key=data_key, metric_key=metric_key)
     return FitSummary(samples, labels, comparison)
 
 
@@ -282,12 +292,13 @@ def timed_sample(
     data_dim: int,
     sampler: SamplerConfig,
     labels: Int[Array, " n"] | None = None,
+    batch_size: int | None = None,
 ) -> tuple[SampleResult, float]:
     """Samples once to compile, then again on the clock; returns (result, seconds)."""
     args = (strategy, model, key, num_samples, data_dim, sampler, labels)
-    jax.block_until_ready(sample(*args))
+    jax.block_until_ready(sample(*args, batch_size=batch_size))
     start = time.perf_counter()
-    result = jax.block_until_ready(sample(*args))
+    result = jax.block_until_ready(sample(*args, batch_size=batch_size))
     return result, time.perf_counter() - start
 
 
@@ -335,6 +346,8 @@ def evaluate(
     seed: int = 0,
     steps: Sequence[int] = (),
     num_samples: int = 10000,
+    num_eval_samples: int = NUM_EVAL_SAMPLES,
+    batch_size: int | None = None,
     repeats: int = 3,
     condition: int | None = None,
     nll_points: int = 1000,
@@ -343,8 +356,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """The report of the command line's ``evaluate``: one row per number of sampling steps.
 
-    A row samples ``num_samples`` points (timed after a compiling run) and measures them
-    against fresh data (of class ``condition`` if given): sliced W2, energy distance and MMD
+    A row samples ``num_samples`` points (timed after a compiling run) and measures the first
+    ``num_eval_samples`` of them against as many fresh data points (of class ``condition`` if
+    given): sliced W2, energy distance and MMD
     each beside its floor (:func:`~jax_gen.metrics.distance_and_floor`, mean over
     ``repeats`` draws; every row and distance sees the same draws) and the full
     :func:`~jax_gen.metrics.quality_report`. Then, with ``nll_points`` > 0, the negative
@@ -358,7 +372,9 @@ def evaluate(
         seed: the seed of the sampler, the labels, the fresh data and the likelihood's points
             (:func:`sampling_keys`, :func:`likelihood_keys`).
         steps: sampling step counts, one row each (default: one row, ``sampler``'s).
-        num_samples: points per row (fresh data draws have the same size).
+        num_samples: points sampled (and timed) per row.
+        num_eval_samples: how many of them are measured (fresh data draws have this size).
+        batch_size: points per compiled call of the sampler (:func:`~jax_gen.sampling.sample`).
         repeats: fresh draws each distance and its floor are averaged over.
         condition: the class to generate, for a class-conditional model (default: classes
             drawn with the data's frequencies).
@@ -369,7 +385,8 @@ def evaluate(
     Returns:
         A JSON-ready dict: ``strategy``, ``prediction``, ``dataset``, ``data_dim``,
         ``sampler``, ``condition``, ``guidance_scale`` (None unconditional), ``num_samples``,
-        ``rows`` (each ``steps``, ``nfe``, ``seconds``, ``samples_per_s``, one
+        ``num_eval_samples`` (the points measured), ``rows`` (each ``steps``, ``nfe``,
+        ``seconds``, ``samples_per_s``, one
         ``{"distance", "floor", "ratio"}`` per name of :data:`METRICS`, and ``quality``) and,
         with ``nll_points``, ``nll_nats_per_dim`` (``mean``, ``stderr``, ``points``,
         ``estimator``, ``seconds``, and ``data_entropy`` where known).
@@ -381,9 +398,9 @@ def evaluate(
     for row_steps in steps or (sampler.num_sampling_steps,):
         row_sampler = dataclasses.replace(sampler, num_sampling_steps=row_steps)
         result, seconds = timed_sample(
-            strategy, model, keys.sample, num_samples, data_dim, row_sampler, labels
+            strategy, model, keys.sample, num_samples, data_dim, row_sampler, labels, batch_size
         )
-        samples = np.asarray(result.samples)
+        samples = np.asarray(result.samples[:num_eval_samples])
         row = {
             "steps": row_steps or strategy.num_transport_steps,
             "nfe": int(result.nfe),
@@ -413,6 +430,7 @@ def evaluate(
         "condition": condition,
         "guidance_scale": sampler.guidance_scale if cfg.train.conditional else None,
         "num_samples": num_samples,
+        "num_eval_samples": min(num_samples, num_eval_samples),
         "rows": rows,
     }
     if nll_points:

@@ -3,8 +3,10 @@
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import numpy as np
 
 
 def check_output_path(path: Path, flag: str) -> None:
@@ -47,3 +49,56 @@ def atomic_output(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+PointsWriter = Callable[[np.ndarray], None]
+"""``write(rows)``: appends rows of shape (m, d) to the points being written."""
+
+
+@contextlib.contextmanager
+def points_writer(path: Path, num_points: int, dim: int) -> Iterator[PointsWriter]:
+    """Streams ``num_points`` points of dimension ``dim`` to ``path`` (.npy or .csv) in pieces.
+
+    Yields ``write(rows)``, which appends rows as they come: nothing but the rows handed to it
+    is held in memory. The file is written atomically (:func:`atomic_output`): it appears whole
+    once every point has been written, and a failure (or fewer points than announced) leaves
+    ``path`` untouched.
+
+    Formats: ``.npy``, float32 of shape (num_points, dim), written through a memory map;
+    ``.csv``, a header line (``x,y`` for 2-D points, else ``x0,x1,...``) and one row a point.
+
+    Raises:
+        ValueError: a suffix other than .npy or .csv, or not ``num_points`` points written.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".csv"):
+        raise ValueError(f"{path} must end in .npy or .csv")
+    written = 0
+    with atomic_output(path) as tmp:
+        if suffix == ".npy":
+            array = np.lib.format.open_memmap(
+                tmp, mode="w+", dtype=np.float32, shape=(num_points, dim)
+            )
+
+            def write(rows: np.ndarray) -> None:
+                nonlocal written
+                array[written : written + len(rows)] = rows
+                written += len(rows)
+
+            yield write
+            array.flush()
+            del array
+        else:
+            header = "x,y" if dim == 2 else ",".join(f"x{i}" for i in range(dim))
+            with open(tmp, "w") as f:
+                f.write(header + "\n")
+
+                def write(rows: np.ndarray) -> None:
+                    nonlocal written
+                    np.savetxt(f, np.asarray(rows), delimiter=",")
+                    written += len(rows)
+
+                yield write
+        if written != num_points:
+            raise ValueError(f"wrote {written} of {num_points} points to {path}")

@@ -73,8 +73,10 @@ class TrainCommand:
     resume: bool = False
     """Continue the run saved at --model-path (its config is used; contradicting flags fail)."""
     num_samples: int = 10000
-    """Points generated after training for the sample plot and the quality figures (measured
-    against as many fresh data points)."""
+    """Points generated after training for the sample plot and the quality figures."""
+    num_eval_samples: int = 10000
+    """Points the quality figures are computed on (and the scatter plot draws): the first N of
+    those generated, against as many fresh data points, however many are generated."""
     num_devices: int | None = None
     """Devices to split each batch over, data parallel (default: all; the batch size must be a
     multiple). Not stored: the same run on 1 or n devices gives the same model."""
@@ -93,7 +95,7 @@ class TrainCommand:
 
     def validate(self) -> None:
         """Raises ``ValueError`` naming the first invalid option."""
-        _positive(self, "num_samples")
+        _positive(self, "num_samples", "num_eval_samples")
         if self.num_devices is not None:
             _positive(self, "num_devices")
         given = [self.coordinator_address, self.num_processes, self.process_id]
@@ -125,6 +127,10 @@ class SamplingOptions:
     drawn with the data's class frequencies)."""
     use_ema: bool = True
     """Sample with the exponential moving average of the weights."""
+    batch_size: int | None = None
+    """Points sampled per compiled call (default: 65536); more are sampled in batches of this
+    size, so memory stays bounded. The points do not depend on it, except with the pc and
+    adaptive samplers, whose steps read the whole batch."""
     strategy: StrategyChoice | None = None
     """Optional: must agree with the checkpoint (its num-transport-steps sets the steps)."""
     model: ModelChoice | None = None
@@ -140,6 +146,9 @@ class GenerateCommand:
     sampling: Annotated[SamplingOptions, tyro.conf.arg(name="")]
     num_samples: int = 2000
     """Number of points to generate."""
+    num_eval_samples: int = 10000
+    """Points the quality figures are computed on (and the scatter plot draws): the first N of
+    those generated, against as many fresh data points, however many are generated."""
     output_image_path: Path | None = None
     """PNG of the samples beside fresh data (default: beside the checkpoint, .samples.png)."""
     output_samples_path: Path | None = None
@@ -148,7 +157,8 @@ class GenerateCommand:
 
     def validate(self) -> None:
         """Raises ``ValueError`` naming the first invalid option."""
-        _positive(self, "num_samples")
+        _positive(self, "num_samples", "num_eval_samples")
+        _positive(self.sampling, "batch_size")
         path = self.output_samples_path
         if path is not None and path.suffix.lower() not in (".npy", ".csv"):
             raise ValueError(f"--output-samples-path {path} must end in .npy or .csv")
@@ -172,6 +182,7 @@ class AnimateCommand:
     def validate(self) -> None:
         """Raises ``ValueError`` naming the first invalid option."""
         _positive(self, "num_samples", "fps")
+        _positive(self.sampling, "batch_size")
         if self.max_frames < 2:
             raise ValueError(f"--max-frames={self.max_frames!r} must be at least 2")
 
@@ -185,7 +196,10 @@ class EvaluateCommand:
     """Sampling step counts, one table row each (default: --num-sampling-steps, else the
     strategy's number of transport steps)."""
     num_samples: int = 10000
-    """Points generated per row (fresh data draws have the same size)."""
+    """Points generated (and timed) per row."""
+    num_eval_samples: int = 10000
+    """Points of each row the figures are computed on: the first N generated, against as many
+    fresh data points."""
     repeats: int = 3
     """Fresh draws each distance and its floor are averaged over."""
     nll_points: int = 1000
@@ -204,7 +218,8 @@ class EvaluateCommand:
 
     def validate(self) -> None:
         """Raises ``ValueError`` naming the first invalid option."""
-        _positive(self, "num_samples", "repeats", "num_probes")
+        _positive(self, "num_samples", "num_eval_samples", "repeats", "num_probes")
+        _positive(self.sampling, "batch_size")
         for steps in self.steps:
             if not steps > 0:
                 raise ValueError(f"--steps {steps} must be positive")

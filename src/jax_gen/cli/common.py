@@ -74,11 +74,18 @@ def plot_title(title: str, dataset: Any) -> str:
     return f"{title} (coordinates 1-2 of {dataset_dim(dataset)})"
 
 
-def quality_line(distance: float, floor: float) -> str:
+def quality_line(distance: float, floor: float, shown: int, total: int) -> str:
+    """Sliced W2 beside its floor, and which points it measured (``shown`` of ``total``)."""
+    which = f"{shown:,} points" if shown == total else f"the first {shown:,} of {total:,} points"
     return (
         f"sliced W2 to fresh data {distance:.3f} "
-        f"(noise floor {floor:.3f}, ratio {distance / floor:.2f})"
+        f"(noise floor {floor:.3f}, ratio {distance / floor:.2f}) on {which}"
     )
+
+
+def count_title(title: str, shown: int, total: int) -> str:
+    """``title``, with how many of the points a figure draws when it draws fewer than all."""
+    return title if shown == total else f"{title} ({shown:,} of {total:,} points)"
 
 
 def describe_sampling(

@@ -42,6 +42,8 @@ def run_evaluate(cmd: EvaluateCommand) -> None:
         seed=options.seed,
         steps=cmd.steps,
         num_samples=cmd.num_samples,
+        num_eval_samples=cmd.num_eval_samples,
+        batch_size=options.batch_size,
         repeats=cmd.repeats,
         condition=options.condition,
         nll_points=nll_points,
@@ -52,7 +54,8 @@ def run_evaluate(cmd: EvaluateCommand) -> None:
     rows, nll = report["rows"], report.get("nll_nats_per_dim")
     if heat_map:
         keys = likelihood_keys(options.seed)
-        fresh = plane(get_batch(keys.data, cfg.dataset, cmd.num_samples), cfg.dataset)
+        window = get_batch(keys.data, cfg.dataset, report["num_eval_samples"])
+        fresh = plane(window, cfg.dataset)
         grid, bounds = plots.density_grid(fresh, cmd.density_resolution)
         panels = density_panels(
             strategy,
@@ -70,6 +73,11 @@ def run_evaluate(cmd: EvaluateCommand) -> None:
         Path(tmp).write_text(json.dumps(report, indent=2) + "\n")
 
     say(f"evaluated {options.model_path}: {describe(cfg)} on {name_of(cfg.dataset)}")
+    if report["num_eval_samples"] < cmd.num_samples:
+        say(
+            f"each row samples {cmd.num_samples:,} points; its figures are computed on the "
+            f"first {report['num_eval_samples']:,}"
+        )
     say(format_table(rows, sampler.sampler, cmd.num_samples))
     for row in rows:
         say(f"{row['steps']} steps:\n" + format_report(row["quality"]))

@@ -12,6 +12,7 @@ from jax_gen.cli.commands import TrainCommand
 from jax_gen.cli.common import (
     beside,
     check_agrees,
+    count_title,
     default_model_path,
     describe,
     open_rerun,
@@ -138,16 +139,17 @@ def run_train(cmd: TrainCommand) -> None:
             loss_path, all_losses, title=f"{describe(cfg)} on {name_of(cfg.dataset)}"
         )
 
-    summary = summarize_fit(state, cmd.num_samples)
+    summary = summarize_fit(state, cmd.num_samples, num_eval_samples=cmd.num_eval_samples)
     found = summary.comparison
+    shown = len(found.data)
     if writer:
         save_samples_figure(
             samples_path,
-            summary.samples,
+            summary.samples[:shown],
             found.data,
             cfg,
-            describe(cfg),
-            summary.labels,
+            count_title(describe(cfg), shown, cmd.num_samples),
+            None if summary.labels is None else summary.labels[:shown],
             found.data_labels,
         )
     if rerun:
@@ -158,7 +160,7 @@ def run_train(cmd: TrainCommand) -> None:
     if all_losses.size:
         tail = all_losses[-100:]
         say(f"final loss {tail.mean():.4f} (mean of the last {tail.size} steps)")
-    say(quality_line(found.distance, found.floor))
+    say(quality_line(found.distance, found.floor, shown, cmd.num_samples))
     say(format_report(found.support))
     say(f"checkpoint   {model_path}")
     say(f"loss curve   {loss_path}")

@@ -27,8 +27,9 @@ variance-preserving path, where lambda moves slowly in t. For a strategy trained
 times only (DDPM's T steps, score matching's levels) the grid is then moved onto those times
 (:func:`snap_to_levels`).
 
-Each returns the samples, the trajectory on the time grid (frame 0 the source) and the number of
-network evaluations (NFE) it used.
+Each returns the samples, the trajectory on the time grid (frame 0 the source) when asked for it,
+and the number of network evaluations (NFE) it used. Every point's random draws come from its
+own key, so many points can be drawn in batches (:func:`sample_batches`) with bounded memory.
 
 A new sampler is a final class (:class:`AbstractFixedStepSolver`, or a Butcher tableau on
 :class:`~jax_gen.sampling.runge_kutta.AbstractRungeKutta`) plus one line in :data:`SOLVERS`.
@@ -36,7 +37,14 @@ A new sampler is a final class (:class:`AbstractFixedStepSolver`, or a Butcher t
 
 from jax_gen.sampling.grids import BISECTION_STEPS, log_snr, snap_to_levels, time_grid
 from jax_gen.sampling.guidance import Guided, guided_calls
-from jax_gen.sampling.loop import SampleResult, integrate, sample
+from jax_gen.sampling.loop import (
+    BATCH_SIZE,
+    SampleResult,
+    integrate,
+    sample,
+    sample_batches,
+    source_points,
+)
 from jax_gen.sampling.registry import (
     ODE_SAMPLERS,
     SOLVERS,
@@ -56,6 +64,7 @@ from jax_gen.sampling.solver import (
 )
 
 __all__ = [
+    "BATCH_SIZE",
     "BISECTION_STEPS",
     "ODE_SAMPLERS",
     "SOLVERS",
@@ -75,7 +84,9 @@ __all__ = [
     "log_snr",
     "nfe_schedule",
     "sample",
+    "sample_batches",
     "snap_to_levels",
     "solver_for",
+    "source_points",
     "time_grid",
 ]

@@ -7,7 +7,6 @@ work for every strategy and prediction.
 
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -44,7 +43,12 @@ class DDIM(AbstractFixedStepSolver):
     def step(self, network, interval, z, key, carry):
         t, dt = interval.t, interval.dt
         x_hat, eps_hat = network.denoise(t, z)
-        return ddim_update(network.schedule, t, t + dt, z, x_hat, eps_hat, self.eta, key), carry
+        return (
+            ddim_update(
+                network.schedule, t, t + dt, z, x_hat, eps_hat, self.eta, network.noise(key, z)
+            ),
+            carry,
+        )
 
 
 class Ancestral(AbstractFixedStepSolver):
@@ -94,19 +98,18 @@ class DPMSolver(AbstractFixedStepSolver):
         return z_next, (x_hat, weights)
 
 
-def ddim_update(schedule, t, t_next, z, x_hat, eps_hat, eta, key):
+def ddim_update(schedule, t, t_next, z, x_hat, eps_hat, eta, noise):
     """z_{t'} = alpha' x_hat + sqrt(sigma'^2 - c^2) eps_hat + c xi (Song et al., DDIM, eq. 12).
 
     c^2 = eta^2 sigma'^2 s^2 / sigma^2 with s^2 = sigma^2 - (alpha / alpha')^2 sigma'^2 is the
     variance of the posterior q(z_{t'} | z_t, x) scaled by eta^2: eta = 0 is deterministic and
-    eta = 1 on DDPM's path is its ancestral step. The destination is read unclipped, so the step
-    onto t' = 1 lands exactly on x_hat.
+    eta = 1 on DDPM's path is its ancestral step, and xi = ``noise`` (standard normal, shaped
+    like z). The destination is read unclipped, so the step onto t' = 1 lands exactly on x_hat.
     """
     c = path_coefficients(schedule, t)
     nxt = schedule(jnp.minimum(t_next, 1.0))
     s2 = jnp.maximum(c.sigma**2 - (c.alpha / nxt.alpha) ** 2 * nxt.sigma**2, 0.0)
     var = eta**2 * nxt.sigma**2 * s2 / c.sigma**2
-    noise = jax.random.normal(key, z.shape, z.dtype)
     return (
         nxt.alpha * x_hat
         + jnp.sqrt(jnp.maximum(nxt.sigma**2 - var, 0.0)) * eps_hat

@@ -5,6 +5,7 @@ and its move onto a discrete-time strategy's training levels, the keys, guidance
 counting of network evaluations. The solver only steps.
 """
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import equinox as eqx
@@ -28,9 +29,15 @@ from jax_gen.strategies.base import Model, Strategy
 
 class SampleResult(NamedTuple):
     samples: Float[Array, "n d"]
-    trajectory: Float[Array, "steps+1 n d"]
+    trajectory: Float[Array, "steps+1 n d"] | None
+    """Frame i the points at the i-th grid time, frame 0 the source (None unless asked for)."""
     nfe: Int[Array, ""]
     """Network evaluations per point."""
+
+
+BATCH_SIZE = 65_536
+"""Points sampled per compiled call unless told otherwise: more points are sampled in batches of
+this size, so memory stays bounded however many are drawn."""
 
 
 def sample(
@@ -41,6 +48,9 @@ def sample(
     data_dim: int,
     cfg: SamplerConfig | None = None,
     labels: Int[ArrayLike, " n"] | None = None,
+    *,
+    keep_trajectory: bool = False,
+    batch_size: int | None = None,
 ) -> SampleResult:
     """Draws ``num_samples`` points with the sampler ``cfg`` describes.
 
@@ -48,6 +58,14 @@ def sample(
     guided with ``cfg.guidance_scale`` (:class:`~jax_gen.sampling.guidance.Guided`: every
     network call of the sampler is the guided prediction); without, the model is called as
     ``model(t, x)``.
+
+    Every random draw of point i (its source point, the noise of each step) comes from its own
+    key, ``fold_in(k, i)`` of the draw's key k (:func:`source_points`,
+    :meth:`~jax_gen.sampling.Network.noise`). So the first m points of a draw of n > m are the
+    draw of m, and sampling in batches gives the points of one batch (up to the order of float
+    operations), for every sampler but two whose steps read the whole batch: ``pc`` (its
+    Langevin step size averages norms over the batch) and ``adaptive`` (its error control is
+    the batch's).
 
     Args:
         strategy: a trained strategy's definition (DDPM, flow matching, score matching, ...).
@@ -57,10 +75,15 @@ def sample(
         cfg: which sampler (:data:`~jax_gen.sampling.SOLVERS`), its number of steps (default:
             the strategy's ``num_transport_steps``) and its options.
         labels: int class labels, shape (num_samples,), or None.
+        keep_trajectory: also return every grid time's points (memory: steps + 1 copies of
+            the samples); else only the final points are kept.
+        batch_size: points per compiled call (default :data:`BATCH_SIZE`); more points are
+            sampled in batches of this size (:func:`sample_batches`) and concatenated.
 
     Returns:
-        The samples, the trajectory (num_steps + 1 frames, frame 0 the source) and the NFE
-        (network evaluations per point, both calls of a guided prediction counted).
+        The samples, the trajectory (num_steps + 1 frames, frame 0 the source; None without
+        ``keep_trajectory``) and the NFE (network evaluations per point, both calls of a guided
+        prediction counted; the largest batch's for the adaptive solver).
 
     Raises:
         ValueError: an invalid option, a sampler that needs the score (or the velocity) of a
@@ -68,8 +91,60 @@ def sample(
             asked for more steps than the levels a discrete-time strategy was trained at, or
             for a step count the strategy's own step refuses (``check_reverse_steps``).
     """
+    batches = [
+        result
+        for _, result in sample_batches(
+            strategy,
+            model,
+            key,
+            num_samples,
+            data_dim,
+            cfg,
+            labels,
+            keep_trajectory=keep_trajectory,
+            batch_size=batch_size,
+        )
+    ]
+    if len(batches) == 1:
+        return batches[0]
+    trajectory = None
+    if keep_trajectory:
+        trajectory = jnp.concatenate([b.trajectory for b in batches], axis=1)
+    return SampleResult(
+        jnp.concatenate([b.samples for b in batches]),
+        trajectory,
+        jnp.max(jnp.stack([b.nfe for b in batches])),
+    )
+
+
+def sample_batches(
+    strategy: Strategy,
+    model: Model,
+    key: PRNGKeyArray,
+    num_samples: int,
+    data_dim: int,
+    cfg: SamplerConfig | None = None,
+    labels: Int[ArrayLike, " n"] | None = None,
+    *,
+    keep_trajectory: bool = False,
+    batch_size: int | None = None,
+) -> Iterator[tuple[int, SampleResult]]:
+    """:func:`sample`, one batch at a time: yields ``(start, result)`` for the points
+    ``start .. start + len(result.samples) - 1`` of the draw, in order.
+
+    Every batch is one call of the same compiled function (the last one padded with points
+    that are then dropped), and nothing of a batch is kept once the caller lets it go: a
+    caller that streams the points to disk holds one batch at a time. The options are checked
+    here, before the first batch is drawn.
+
+    Args and raises: as :func:`sample`.
+    """
     cfg = SamplerConfig() if cfg is None else cfg
     cfg.validate()
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"{batch_size=} must be positive")
+    if num_samples < 1:
+        raise ValueError(f"{num_samples=} must be positive")
     solver = solver_for(cfg)
     labels = check_labels(labels, num_samples, cfg.guidance_scale)
     if solver.needs_score and not strategy.has_score():
@@ -100,7 +175,7 @@ def sample(
         and levels is not None
         and num_steps <= levels
     )
-    result = _sample(
+    return _batches(
         strategy,
         model,
         solver,
@@ -112,15 +187,16 @@ def sample(
         levels if snap else None,
         labels,
         cfg.guidance_scale,
+        guided_calls(cfg, labels is not None),
+        keep_trajectory,
+        min(num_samples, batch_size or BATCH_SIZE),
     )
-    return result._replace(nfe=result.nfe * guided_calls(cfg, labels is not None))
 
 
-@eqx.filter_jit
-def _sample(
-    strategy: Strategy,
-    model: Model,
-    solver: AbstractSolver,
+def _batches(
+    strategy,
+    model,
+    solver,
     key,
     num_samples,
     data_dim,
@@ -129,16 +205,77 @@ def _sample(
     levels,
     labels,
     guidance_scale,
+    calls,
+    keep_trajectory,
+    size,
+) -> Iterator[tuple[int, SampleResult]]:
+    for start in range(0, num_samples, size):
+        index = jnp.arange(start, start + size)
+        batch_labels = None
+        if labels is not None:  # the padding repeats the last label: any class would do
+            batch_labels = labels[jnp.minimum(index, num_samples - 1)]
+        result = _sample(
+            strategy,
+            model,
+            solver,
+            key,
+            index,
+            data_dim,
+            num_steps,
+            kind,
+            levels,
+            batch_labels,
+            guidance_scale,
+            keep_trajectory,
+        )
+        count = min(size, num_samples - start)
+        if count < size:
+            result = SampleResult(
+                result.samples[:count],
+                None if result.trajectory is None else result.trajectory[:, :count],
+                result.nfe,
+            )
+        yield start, result._replace(nfe=result.nfe * calls)
+
+
+def source_points(
+    strategy: Strategy, key: PRNGKeyArray, index: Int[Array, " n"], data_dim: int
+) -> Float[Array, "n d"]:
+    """The source points numbered ``index`` of a draw with ``key``: point i is the strategy's
+    one-point source draw with ``fold_in(key, i)``."""
+    return jax.vmap(
+        lambda i: strategy.sample_from_source_distribution(jax.random.fold_in(key, i), 1, data_dim)[
+            0
+        ]
+    )(index)
+
+
+@eqx.filter_jit
+def _sample(
+    strategy: Strategy,
+    model: Model,
+    solver: AbstractSolver,
+    key,
+    index,
+    data_dim,
+    num_steps,
+    kind,
+    levels,
+    labels,
+    guidance_scale,
+    keep_trajectory,
 ) -> SampleResult:
     source_key, path_key = jax.random.split(key)
-    z0 = strategy.sample_from_source_distribution(source_key, num_samples, data_dim)
-    network = Network(strategy, model, labels, guidance_scale)
+    z0 = source_points(strategy, source_key, index, data_dim)
+    network = Network(strategy, model, labels, guidance_scale, index)
     if isinstance(solver, AbstractAdaptiveSolver):
-        trajectory, nfe = solver.solve(network, z0, num_steps)
-        return SampleResult(trajectory[-1], trajectory, nfe)
+        frames, nfe = solver.solve(network, z0, num_steps, keep_trajectory)
+        return SampleResult(frames[-1], frames if keep_trajectory else None, nfe)
     grid, dt = _grid(strategy, num_steps, kind, levels)
     intervals = Interval(grid[:-1], grid[1:], dt, jnp.arange(num_steps))
-    samples, trajectory = integrate(solver, network, z0, grid, intervals, path_key)
+    samples, trajectory = integrate(
+        solver, network, z0, grid, intervals, path_key, keep_trajectory=keep_trajectory
+    )
     return SampleResult(
         samples, trajectory, jnp.asarray(num_steps * solver.evals_per_step(strategy))
     )
@@ -164,7 +301,9 @@ def integrate(
     grid: Float[Array, " steps+1"],
     intervals: Interval,
     key: PRNGKeyArray,
-) -> tuple[Float[Array, "n d"], Float[Array, "steps+1 n d"]]:
+    *,
+    keep_trajectory: bool = True,
+) -> tuple[Float[Array, "n d"], Float[Array, "steps+1 n d"] | None]:
     """Runs ``z_{i+1}, c_{i+1} = solver.step(network, interval_i, z_i, key_i, c_i)`` in one scan.
 
     Args:
@@ -174,9 +313,11 @@ def integrate(
         grid: the N + 1 grid times.
         intervals: the N steps, each field with a leading axis of length N.
         key: split into one independent key per step.
+        keep_trajectory: return every step's points too (else the scan keeps only the last).
 
     Returns:
-        The final points (n, d) and the trajectory (N + 1, n, d) whose frame 0 is ``z0``.
+        The final points (n, d) and the trajectory (N + 1, n, d) whose frame 0 is ``z0`` (None
+        without ``keep_trajectory``).
     """
     keys = jax.random.split(key, intervals.t.shape[0])
 
@@ -184,8 +325,10 @@ def integrate(
         z, carry = state
         interval, step_key = inputs
         z_next, carry = solver.step(network, interval, z, step_key, carry)
-        return (z_next, carry), z_next
+        return (z_next, carry), (z_next if keep_trajectory else None)
 
     init = (z0, solver.init(network, grid, z0))
     (final, _), states = jax.lax.scan(body, init, (intervals, keys))
+    if not keep_trajectory:
+        return final, None
     return final, jnp.concatenate([z0[None], states])

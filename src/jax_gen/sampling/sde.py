@@ -31,7 +31,13 @@ class EulerMaruyama(AbstractFixedStepSolver):
         x_hat, eps_hat = network.denoise(interval.t, z)
         return (
             euler_maruyama_update(
-                network.schedule, interval.t, interval.dt, z, x_hat, eps_hat, predictor_key
+                network.schedule,
+                interval.t,
+                interval.dt,
+                z,
+                x_hat,
+                eps_hat,
+                network.noise(predictor_key, z),
             ),
             carry,
         )
@@ -63,34 +69,34 @@ class PredictorCorrector(AbstractFixedStepSolver):
         t = interval.t
         corrector_key, predictor_key = jax.random.split(key)
         for corrector_step_key in jax.random.split(corrector_key, self.corrector_steps):
-            z = langevin_corrector(network.score(t, z), z, self.snr, corrector_step_key)
+            noise = network.noise(corrector_step_key, z)
+            z = langevin_corrector(network.score(t, z), z, self.snr, noise)
         x_hat, eps_hat = network.denoise(t, z)
         return (
             euler_maruyama_update(
-                network.schedule, t, interval.dt, z, x_hat, eps_hat, predictor_key
+                network.schedule, t, interval.dt, z, x_hat, eps_hat, network.noise(predictor_key, z)
             ),
             carry,
         )
 
 
-def euler_maruyama_update(schedule, t, dt, z, x_hat, eps_hat, key):
-    """One step of dz = [v + (w/2) score] dt + sqrt(w) dW, w = sigma(t); the last is noise-free."""
+def euler_maruyama_update(schedule, t, dt, z, x_hat, eps_hat, noise):
+    """One step of dz = [v + (w/2) score] dt + sqrt(w) dW, w = sigma(t), with dW = sqrt(dt)
+    ``noise`` (standard normal, shaped like z); the last step is noise-free."""
     c = path_coefficients(schedule, t)
     v = c.d_alpha * x_hat + c.d_sigma * eps_hat
     score = -eps_hat / c.sigma
     w = c.sigma * (t + dt < 1.0 - 0.5 * dt)  # the last step takes no noise
-    noise = jax.random.normal(key, z.shape, z.dtype)
     return z + (v + 0.5 * w * score) * dt + jnp.sqrt(w * dt) * noise
 
 
-def langevin_corrector(score, z, snr, key):
-    """z <- z + e score + sqrt(2 e) xi with e = 2 (snr |xi| / |score|)^2.
+def langevin_corrector(score, z, snr, noise):
+    """z <- z + e score + sqrt(2 e) xi with e = 2 (snr |xi| / |score|)^2, xi = ``noise``.
 
     The norms are averaged over the batch, as in Song et al.'s implementation: per point, a
     point near a mode has a tiny score and would get a huge step (in two dimensions the norms do
-    not concentrate).
+    not concentrate). So a point's step depends on the other points sampled with it.
     """
-    noise = jax.random.normal(key, z.shape, z.dtype)
     noise_norm = jnp.mean(jnp.linalg.norm(noise, axis=-1))
     score_norm = jnp.maximum(jnp.mean(jnp.linalg.norm(score, axis=-1)), 1e-12)
     step = 2 * (snr * noise_norm / score_norm) ** 2

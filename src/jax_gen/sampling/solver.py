@@ -7,7 +7,8 @@ says what it needs and how one step goes:
 - ``init(network, grid, z)`` returns whatever it carries from step to step (``None`` for
   one-step methods, the previous estimate for a multistep one);
 - ``step(network, interval, z, key, carry)`` returns ``(z_next, carry)`` for one interval of
-  the grid, on the whole batch.
+  the grid, on the whole batch; its fresh noise is ``network.noise(key, z)``, drawn point by
+  point, so a point's samples do not depend on the batch it is sampled in.
 
 A solver that picks its own steps (:class:`AbstractAdaptiveSolver`) implements ``solve``
 over the whole time span instead.
@@ -18,6 +19,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from jax_gen.sampling.guidance import Guided
@@ -46,6 +48,11 @@ class Network:
     every point; with class labels, point i is read through the guided model of its own label
     (:class:`~jax_gen.sampling.guidance.Guided`), so every network call of a solver is the guided
     prediction.
+
+    The batch's points carry their numbers in the whole draw (``index``): a step's random draws
+    for point i come from ``fold_in(key, index[i])``, so the same point gets the same noise
+    whether it is sampled alone, in one batch or in many (:func:`jax_gen.sampling.sample`'s
+    ``batch_size``).
     """
 
     def __init__(
@@ -54,11 +61,25 @@ class Network:
         model: Model,
         labels: Int[Array, " n"] | None,
         guidance_scale: float,
+        index: Int[Array, " n"] | None = None,
     ):
         self.strategy = strategy
         self.model = model
         self.labels = labels
         self.guidance_scale = guidance_scale
+        self.index = index
+
+    def point_keys(self, key: PRNGKeyArray, z: Float[Array, "n d"]) -> PRNGKeyArray:
+        """One key per point: ``fold_in(key, index[i])`` (``index`` default: 0 .. n - 1, when
+        ``fold_in(key, i)`` is ``split(key, n)[i]``)."""
+        index = jnp.arange(z.shape[0]) if self.index is None else self.index
+        return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
+
+    def noise(self, key: PRNGKeyArray, z: Float[Array, "n d"]) -> Float[Array, "n d"]:
+        """Standard normal noise shaped like ``z``, point i's drawn with its own key
+        (:meth:`point_keys`)."""
+        keys = self.point_keys(key, z)
+        return jax.vmap(lambda k: jax.random.normal(k, z.shape[1:], z.dtype))(keys)
 
     @property
     def schedule(self):
@@ -96,9 +117,10 @@ class Network:
         z: Float[Array, "n d"],
         key: PRNGKeyArray,
     ) -> Float[Array, "n d"]:
-        """The strategy's own step from t to t_next, each point with its own key."""
+        """The strategy's own step from t to t_next, each point with its own key
+        (:meth:`point_keys`)."""
         strategy = self.strategy
-        keys = jax.random.split(key, z.shape[0])
+        keys = self.point_keys(key, z)
         return self.per_point(lambda m, t, x, k: strategy.reverse(m, t, t_next, x, k))(t, z, keys)
 
 
@@ -152,6 +174,7 @@ class AbstractAdaptiveSolver(AbstractSolver):
 
     @abc.abstractmethod
     def solve(
-        self, network: Network, z: Float[Array, "n d"], num_steps: int
-    ) -> tuple[Float[Array, "steps+1 n d"], Int[Array, ""]]:
-        """The trajectory from t=0 to t=1 saved at i / N, and the model calls per point."""
+        self, network: Network, z: Float[Array, "n d"], num_steps: int, keep_trajectory: bool
+    ) -> tuple[Float[Array, "frames n d"], Int[Array, ""]]:
+        """The points from t=0 to t=1 saved at i / N (``keep_trajectory``; else at t=1 only:
+        one frame), and the model calls per point."""
