@@ -13,13 +13,25 @@ samples x NFE / seconds; GFLOP/s count 2 x parameters per evaluation (the forwar
 
     uv run scripts/benchmark_sampling.py    # prints a table, writes outputs/benchmark_sampling.md
     uv run scripts/benchmark_sampling.py --nfe 8 --batch-sizes 100000 --strategies flow-matching
+
+With ``--generate-sizes``, it measures the ``generate`` command instead: for each n, one fresh
+process runs ``generate --model-path M --num-samples n --output-samples-path <tmp>.npy`` and
+reports its wall time (start-up and compilation included), the sampling time the command
+prints, and the process's peak resident memory; the table writes to ``--generate-output``.
+
+    uv run scripts/benchmark_sampling.py --generate-sizes 10000 100000 1000000 \
+        --model-path outputs/cat_ddpm.eqx
 """
 
 import argparse
 import dataclasses
+import json
 import math
+import re
 import shlex
+import subprocess
 import sys
+import tempfile
 import time
 import typing
 from collections.abc import Sequence
@@ -127,6 +139,94 @@ def format_row(row: Row) -> str:
     )
 
 
+# ----------------------------------------------------------------------------------------------
+# The generate command against n
+# ----------------------------------------------------------------------------------------------
+
+GENERATE_SIZES = (10_000, 100_000, 1_000_000)
+
+_CHILD = """
+import json, resource, sys
+from jax_gen.cli import main
+main(json.loads(sys.argv[1]))
+print("peak_rss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+"""
+"""A fresh process that runs one command and prints its own peak resident memory."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateRow:
+    """One ``generate`` run."""
+
+    n: int
+    wall: float
+    """Seconds of the whole process: start-up, loading, compilation, sampling, the quality
+    figures, the plot and the export."""
+    sampling: float
+    """Seconds the command reports for sampling (compilation of the first batch included)."""
+    peak_mb: float
+    """Peak resident memory of the process, MB."""
+
+    @property
+    def rest(self) -> float:
+        """Everything but sampling."""
+        return self.wall - self.sampling
+
+
+def time_generate(model_path: Path, n: int, extra: Sequence[str] = ()) -> GenerateRow:
+    """Runs ``generate`` for n points in a fresh process, exporting them to a temporary .npy."""
+    with tempfile.TemporaryDirectory() as folder:
+        argv = ["generate", "--model-path", str(model_path), "--num-samples", str(n)]
+        argv += ["--output-samples-path", str(Path(folder) / "points.npy")]
+        argv += ["--output-image-path", str(Path(folder) / "points.png"), *extra]
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", _CHILD, json.dumps(argv)], capture_output=True, text=True
+        )
+        wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"generate failed for n={n}: {done.stderr.strip()[-500:]}")
+    sampling = re.search(r"generated \d+ points with .* in ([0-9.]+) s", done.stdout)
+    peak = re.search(r"peak_rss_kb (\d+)", done.stdout)
+    if sampling is None or peak is None:
+        raise RuntimeError(f"unexpected output of generate:\n{done.stdout}")
+    return GenerateRow(n, wall, float(sampling.group(1)), int(peak.group(1)) / 1024)
+
+
+def format_generate_row(row: GenerateRow, first: GenerateRow) -> str:
+    return (
+        f"| {row.n:,} | {row.wall:.1f} | {row.sampling:.1f} | {row.rest:.1f} "
+        f"| {row.sampling / row.n * 1e6:.0f} | {row.n / first.n:.0f}x "
+        f"| {row.sampling / first.sampling:.1f}x | {row.wall / first.wall:.1f}x "
+        f"| {row.peak_mb:.0f} |"
+    )
+
+
+def main_generate(args: argparse.Namespace, command: str) -> list[GenerateRow]:
+    """Runs ``generate`` at every size, prints the table and writes it."""
+    lines = [
+        f"`{command}`: one fresh process per n runs `jax-gen generate --model-path "
+        f"{args.model_path} --num-samples n --output-samples-path <tmp>.npy`; wall time of the "
+        "process, the sampling time it prints, the rest (start-up, compilation, the quality "
+        "figures on 10,000 points, the plot, the export) and its peak resident memory; ratios "
+        "against the first n.",
+        "",
+        "| n | wall (s) | sampling (s) | rest (s) | sampling µs/point | n ratio "
+        "| sampling ratio | wall ratio | peak memory (MB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    print("\n".join(lines), flush=True)
+    rows: list[GenerateRow] = []
+    for n in args.generate_sizes:
+        rows.append(time_generate(args.model_path, n))
+        lines.append(format_generate_row(rows[-1], rows[0]))
+        print(lines[-1], flush=True)
+    args.generate_output.parent.mkdir(parents=True, exist_ok=True)
+    args.generate_output.write_text("\n".join(lines) + "\n")
+    print(f"\nwrote {args.generate_output}")
+    return rows
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -145,7 +245,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(BATCH_SIZES))
     parser.add_argument("--repeats", type=int, default=3, help="timed calls (best kept)")
     parser.add_argument("--output", type=Path, default=Path("outputs/benchmark_sampling.md"))
+    parser.add_argument(
+        "--generate-sizes",
+        type=int,
+        nargs="+",
+        help=f"measure the generate command at these n instead (e.g. {GENERATE_SIZES})",
+    )
+    parser.add_argument(
+        "--model-path",
+        type=Path,
+        default=Path("outputs/cat_ddpm.eqx"),
+        help="checkpoint generate samples (with --generate-sizes)",
+    )
+    parser.add_argument(
+        "--generate-output", type=Path, default=Path("outputs/benchmark_generate.md")
+    )
     args = parser.parse_args(argv)
+    if args.generate_sizes is not None:
+        if any(n < 1 for n in args.generate_sizes):
+            parser.error(f"--generate-sizes {args.generate_sizes}: must be >= 1")
+        if not args.model_path.is_file():
+            parser.error(f"--model-path {args.model_path}: no such checkpoint (train one first)")
     if "adaptive" in args.samplers:
         parser.error("--samplers adaptive: its NFE is not fixed in advance")
     for flag in ("nfe", "batch_sizes"):
@@ -157,18 +277,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> list[Row]:
-    """Times every configuration, prints the table and writes it to ``--output``."""
+def main(argv: Sequence[str] | None = None) -> list[Row] | list[GenerateRow]:
+    """Times every configuration, prints the table and writes it to ``--output`` (or, with
+    ``--generate-sizes``, the generate command to ``--generate-output``)."""
     args = parse_args(argv)
     command = shlex.join(
         ["scripts/benchmark_sampling.py", *(sys.argv[1:] if argv is None else argv)]
     )
+    if args.generate_sizes is not None:
+        return main_generate(args, command)
     model_cfg = MLPConfig()
     device = jax.devices()[0]
     lines = [
         f"`{command}`: freshly initialised MLP {model_cfg.hidden_dim}x{model_cfg.depth} "
         "(throughput does not depend on the weights), default strategy configs, best of "
-        f"{args.repeats} calls of `samplers.sample` (trajectory included), compilation "
+        f"{args.repeats} calls of `samplers.sample` (final points only), compilation "
         f"excluded; {device.platform.upper()} ({jax.device_count()} device), fp32.",
         "",
         "| strategy | sampler | steps | NFE | batch | seconds | samples/s | evaluations/s "

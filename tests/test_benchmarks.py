@@ -236,6 +236,33 @@ def test_sampling_benchmark_tiny_run(bench_sampling, tmp_path, capsys):
     assert all(line in out for line in text.splitlines() if line.startswith("| "))
 
 
+def test_generate_benchmark_runs_the_command_at_each_size(bench_sampling, tmp_path, capsys):
+    from jax_gen.cli import main as cli_main
+
+    model_path = tmp_path / "tiny.eqx"
+    cli_main(
+        ["train", "dataset:moon", "model:mlp", "--model.hidden-dim", "16", "--model.depth", "2"]
+        + ["strategy:flow-matching", "--strategy.num-transport-steps", "4", "--batch-size", "32"]
+        + ["--train-steps", "4", "--log-interval", "4", "--num-samples", "100"]
+        + ["--model-path", str(model_path)]
+    )
+    capsys.readouterr()
+    output = tmp_path / "generate.md"
+    argv = ["--generate-sizes", "300", "--model-path", str(model_path)]
+    (row,) = bench_sampling.main([*argv, "--generate-output", str(output)])
+    assert row.n == 300 and 0 < row.sampling < row.wall and row.peak_mb > 50
+    text = output.read_text()
+    (cells,) = table_rows(text, "n")
+    assert cells[0] == "300" and cells[5] == "1x" and float(cells[1]) == round(row.wall, 1)
+    out = capsys.readouterr().out
+    assert all(line in out for line in text.splitlines() if line.startswith("| "))
+    # Ratios are against the first size.
+    bigger = bench_sampling.GenerateRow(1200, 2 * row.wall, 4 * row.sampling, row.peak_mb)
+    assert "| 4x | 4.0x | 2.0x |" in bench_sampling.format_generate_row(bigger, row)
+    with pytest.raises(SystemExit):
+        bench_sampling.parse_args(["--generate-sizes", "10", "--model-path", "missing.eqx"])
+
+
 def test_sampling_benchmark_rejects_adaptive(bench_sampling):
     with pytest.raises(SystemExit):
         bench_sampling.parse_args(["--samplers", "adaptive"])
