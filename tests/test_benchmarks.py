@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jax_gen.config import MLPConfig, TrainConfig
+from jax_gen import engine
+from jax_gen.config import (
+    ExperimentConfig,
+    FlowMatchingStrategyConfig,
+    MLPConfig,
+    MoonConfig,
+    TrainConfig,
+)
 from jax_gen.models import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,16 +244,14 @@ def test_sampling_benchmark_tiny_run(bench_sampling, tmp_path, capsys):
 
 
 def test_generate_benchmark_runs_the_command_at_each_size(bench_sampling, tmp_path, capsys):
-    from jax_gen.cli import main as cli_main
-
+    # An untrained checkpoint: the command's cost does not depend on the weights.
     model_path = tmp_path / "tiny.eqx"
-    cli_main(
-        ["train", "dataset:moon", "model:mlp", "--model.hidden-dim", "16", "--model.depth", "2"]
-        + ["strategy:flow-matching", "--strategy.num-transport-steps", "4", "--batch-size", "32"]
-        + ["--train-steps", "4", "--log-interval", "4", "--num-samples", "100"]
-        + ["--model-path", str(model_path)]
+    config = ExperimentConfig(
+        strategy=FlowMatchingStrategyConfig(num_transport_steps=4),
+        model=MLPConfig(hidden_dim=16, depth=2),
+        dataset=MoonConfig(),
     )
-    capsys.readouterr()
+    engine.init_state(config).save(model_path)
     output = tmp_path / "generate.md"
     argv = ["--generate-sizes", "300", "--model-path", str(model_path)]
     (row,) = bench_sampling.main([*argv, "--generate-output", str(output)])

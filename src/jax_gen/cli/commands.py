@@ -128,8 +128,8 @@ class SamplingOptions:
     use_ema: bool = True
     """Sample with the exponential moving average of the weights."""
     batch_size: int | None = None
-    """Points sampled per compiled call (default: 65536); more are sampled in batches of this
-    size, so memory stays bounded. The points do not depend on it, except with the pc and
+    """Points sampled per compiled call, at most (default: 16384); more are sampled in equal
+    batches, so memory stays bounded. The points do not depend on it, except with the pc and
     adaptive samplers, whose steps read the whole batch."""
     strategy: StrategyChoice | None = None
     """Optional: must agree with the checkpoint (its num-transport-steps sets the steps)."""

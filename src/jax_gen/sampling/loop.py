@@ -35,9 +35,10 @@ class SampleResult(NamedTuple):
     """Network evaluations per point."""
 
 
-BATCH_SIZE = 65_536
+BATCH_SIZE = 16_384
 """Points sampled per compiled call unless told otherwise: more points are sampled in batches of
-this size, so memory stays bounded however many are drawn."""
+at most this size, so memory stays bounded however many are drawn. On two CPU cores the default
+MLP's throughput is the same (0.42-0.51 M evaluations/s) for batches of 2,048 to 65,536."""
 
 
 def sample(
@@ -77,8 +78,8 @@ def sample(
         labels: int class labels, shape (num_samples,), or None.
         keep_trajectory: also return every grid time's points (memory: steps + 1 copies of
             the samples); else only the final points are kept.
-        batch_size: points per compiled call (default :data:`BATCH_SIZE`); more points are
-            sampled in batches of this size (:func:`sample_batches`) and concatenated.
+        batch_size: points per compiled call, at most (default :data:`BATCH_SIZE`); more
+            points are sampled in equal batches (:func:`sample_batches`) and concatenated.
 
     Returns:
         The samples, the trajectory (num_steps + 1 frames, frame 0 the source; None without
@@ -132,8 +133,10 @@ def sample_batches(
     """:func:`sample`, one batch at a time: yields ``(start, result)`` for the points
     ``start .. start + len(result.samples) - 1`` of the draw, in order.
 
-    Every batch is one call of the same compiled function (the last one padded with points
-    that are then dropped), and nothing of a batch is kept once the caller lets it go: a
+    The n points are split into the fewest batches of at most ``batch_size``, all of one size
+    (n = 100,000 at 16,384: 7 batches of 14,286, the last one padded with 2 points that are
+    then dropped), so every batch is one call of the same compiled function and almost no work
+    is wasted; nothing of a batch is kept once the caller lets it go: a
     caller that streams the points to disk holds one batch at a time. The options are checked
     here, before the first batch is drawn.
 
@@ -189,8 +192,14 @@ def sample_batches(
         cfg.guidance_scale,
         guided_calls(cfg, labels is not None),
         keep_trajectory,
-        min(num_samples, batch_size or BATCH_SIZE),
+        _equal_batches(num_samples, batch_size or BATCH_SIZE),
     )
+
+
+def _equal_batches(num_samples: int, batch_size: int) -> int:
+    """The size of the fewest equal batches of at most ``batch_size`` that hold every point."""
+    count = -(-num_samples // batch_size)
+    return -(-num_samples // count)
 
 
 def _batches(
