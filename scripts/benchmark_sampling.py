@@ -41,7 +41,7 @@ import equinox as eqx
 import jax
 
 from jax_gen import config
-from jax_gen.config import MLPConfig, SamplerConfig
+from jax_gen.config import MLPConfig, SamplerConfig, time_inputs
 from jax_gen.models import create_model
 from jax_gen.sampling import evals_per_step, nfe_schedule, sample
 from jax_gen.strategies import create_strategy
@@ -107,10 +107,16 @@ def measure(
     """
     model_key, sample_key = jax.random.split(jax.random.key(0))
     strategy = create_strategy(STRATEGIES[name])
-    model = create_model(MLPConfig(), model_key, DATA_DIM)
+    # MeanFlow and shortcut networks read two times (t and the interval's end or length).
+    model = create_model(MLPConfig(), model_key, DATA_DIM, num_times=time_inputs(STRATEGIES[name]))
     params = sum(x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)))
     rows, missing = [], []
     for sampler in samplers:
+        try:  # a sampler the strategy refuses (an ODE solver of a consistency model)
+            sample(strategy, model, sample_key, 1, DATA_DIM, SamplerConfig(sampler=sampler))
+        except ValueError as err:
+            missing.append(f"{name} / {sampler} ({err})")
+            continue
         schedule = nfe_schedule(strategy, SamplerConfig(sampler=sampler), budgets)
         unreachable = [n for n in budgets if n not in schedule]
         if unreachable:
@@ -121,6 +127,11 @@ def measure(
             )
         for nfe, steps in schedule.items():
             cfg = SamplerConfig(sampler=sampler, num_sampling_steps=steps)
+            try:  # a step count the strategy refuses (a shortcut model's 50)
+                sample(strategy, model, sample_key, 1, DATA_DIM, cfg)
+            except ValueError as err:
+                missing.append(f"{name} / {sampler} at NFE {nfe} ({err})")
+                continue
             for batch in batch_sizes:
                 seconds, used = time_sampler(strategy, model, cfg, batch, repeats, sample_key)
                 if used != nfe:
