@@ -23,6 +23,7 @@ from jax_gen.sampling.solver import (
     AbstractSolver,
     Interval,
     Network,
+    point_keys,
 )
 from jax_gen.strategies.base import Model, Strategy
 
@@ -252,11 +253,9 @@ def source_points(
 ) -> Float[Array, "n d"]:
     """The source points numbered ``index`` of a draw with ``key``: point i is the strategy's
     one-point source draw with ``fold_in(key, i)``."""
-    return jax.vmap(
-        lambda i: strategy.sample_from_source_distribution(jax.random.fold_in(key, i), 1, data_dim)[
-            0
-        ]
-    )(index)
+    return jax.vmap(lambda k: strategy.sample_from_source_distribution(k, 1, data_dim)[0])(
+        point_keys(key, index)
+    )
 
 
 @eqx.filter_jit

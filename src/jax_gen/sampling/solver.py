@@ -41,6 +41,11 @@ class Interval(NamedTuple):
     """i for the step from t_i to t_{i+1}."""
 
 
+def point_keys(key: PRNGKeyArray, index: Int[Array, " n"]) -> PRNGKeyArray:
+    """The keys of the points numbered ``index`` in a draw with ``key``: ``fold_in(key, i)``."""
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
+
+
 class Network:
     """The trained model as the solvers see it: the strategy's estimates on a batch of points.
 
@@ -73,7 +78,7 @@ class Network:
         """One key per point: ``fold_in(key, index[i])`` (``index`` default: 0 .. n - 1, when
         ``fold_in(key, i)`` is ``split(key, n)[i]``)."""
         index = jnp.arange(z.shape[0]) if self.index is None else self.index
-        return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
+        return point_keys(key, index)
 
     def noise(self, key: PRNGKeyArray, z: Float[Array, "n d"]) -> Float[Array, "n d"]:
         """Standard normal noise shaped like ``z``, point i's drawn with its own key
