@@ -1,7 +1,7 @@
 """Draw the cat silhouette used by ``CatConfig`` and write its two copies.
 
 ``src/jax_gen/assets/cat.png`` is the one the library reads (package data, so every installation
-has it); ``assets/cat.png`` is the same image beside the README's other pictures.
+has it); ``assets/cat.png`` is the same image at the top of the repository.
 
 A black cat sitting with its back to us, on a white background: a round head with two pointed
 ears, a pear-shaped body with haunches, and a tail curling out to the right. Only the silhouette

@@ -1,4 +1,4 @@
-"""The README's usage example: train DDPM on the cat with a hand-written loop, then sample."""
+"""The usage example of docs/python.md: DDPM on the cat with a hand-written loop, then sampled."""
 
 import equinox as eqx
 import jax

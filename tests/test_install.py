@@ -30,7 +30,7 @@ TIMEOUT = 600  # seconds per command; the slowest, `jax-gen train`, takes about 
 # Everything a fresh clone lacks: environments, caches, outputs, earlier builds.
 NOT_IN_A_CLONE = shutil.ignore_patterns(
     ".git", ".venv", "venv", "outputs", "build", "dist", "*.egg-info", "__pycache__",
-    ".pytest_cache", ".ruff_cache", ".hypothesis", "*.lock",
+    ".pytest_cache", ".ruff_cache", ".hypothesis", "*.lock", "site",
 )  # fmt: skip
 
 
@@ -155,13 +155,13 @@ def test_python_m_jax_gen_is_the_command(installed, tmp_path):
         assert command in out
 
 
-def test_readme_python_example_runs_installed(installed, tmp_path):
-    """The first Python block under "Use it from Python", as written but for 5 training steps."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Use it from Python\n", 1)[1].split("\n## ", 1)[0]
+def test_docs_python_example_runs_installed(installed, tmp_path):
+    """The first Python block of docs/python.md, as written but for 5 training steps."""
+    page = (ROOT / "docs" / "python.md").read_text()
+    section = page.split("# Use it from Python\n", 1)[1]
     example = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
     short, count = re.subn(r"^num_steps = \d+$", "num_steps = 5", example, flags=re.MULTILINE)
-    assert count == 1, "the README's example sets num_steps once, which the test shortens"
+    assert count == 1, "the docs' example sets num_steps once, which the test shortens"
     (tmp_path / "example.py").write_text(short)
     out = installed.run(["python", "example.py"], tmp_path).stdout
     assert "(1000, 2) (51, 1000, 2)" in out

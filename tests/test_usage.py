@@ -1,4 +1,4 @@
-"""The README's usage example runs as written (with fewer steps)."""
+"""The usage example of the docs' "Use it from Python" page runs as written (with fewer steps)."""
 
 import re
 from pathlib import Path
@@ -6,11 +6,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_usage_example_runs(capsys):
+def test_docs_usage_example_runs(capsys):
     source = (ROOT / "scripts" / "usage_example.py").read_text()
-    readme = (ROOT / "README.md").read_text()
+    page = (ROOT / "docs" / "python.md").read_text()
     body = source.split('"""', 2)[2].strip()
-    assert body in readme, "the README shows scripts/usage_example.py verbatim"
+    assert body in page, "docs/python.md shows scripts/usage_example.py verbatim"
     short = re.sub(r"num_steps = \d+", "num_steps = 5", body)
     assert short != body
     namespace: dict = {}

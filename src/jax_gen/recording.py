@@ -247,11 +247,11 @@ def read_recording(path: Path) -> dict[str, Any]:
         A dict with
 
         - ``"entities"``: sorted entity paths as logged (``"train/loss"``, without rerun's
-          leading slash and without its internal ``__properties``);
+            leading slash and without its internal ``__properties``);
         - ``"loss_steps"``, ``"losses"``: the steps (int64) and values (float64) of
-          ``train/loss`` in step order (empty if none);
+            ``train/loss`` in step order (empty if none);
         - ``"points"``: ``points[entity][timeline][time]`` = the (n, 2) float32 positions of
-          every ``Points2D`` logged.
+            every ``Points2D`` logged.
     """
     import rerun as rr
 

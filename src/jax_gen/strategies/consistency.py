@@ -33,9 +33,10 @@ curriculum refines the grid.
 N(P_mean, P_std^2). Since log sigma = -logit(t), that is the logit-normal mass of [t_n, t_n+1]
 with logit(t) ~ N(-P_mean, P_std^2): n = floor(M sigmoid(m + s g)), g ~ N(0, 1).
 
-**Sampling** (the ``default`` sampler's step, :meth:`reverse`): x_hat = f(z, t), then re-noise
-to the next grid time with fresh noise, z = t_next x_hat + (1 - t_next) eps'. The last step
-(t_next = 1) returns x_hat. One step from t = 0 is one network evaluation.
+**Sampling** (the ``default`` sampler's step, :meth:`ConsistencyStrategy.reverse`):
+x_hat = f(z, t), then re-noise to the next grid time with fresh noise, z = t_next x_hat +
+(1 - t_next) eps'. The last step (t_next = 1) returns x_hat. One step from t = 0 is one
+network evaluation.
 
 References: Song, Dhariwal, Chen, Sutskever, "Consistency Models" (2023); Song & Dhariwal,
 "Improved Techniques for Training Consistency Models" (2023).
