@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = ROOT / "tutorials"
 SOURCE = ROOT / "src"
 PACKAGE = "jax_gen"
-HELP_COLUMNS = "88"  # the width --help is wrapped to on the page
+HELP_COLUMNS = "72"  # the width --help is wrapped to: a code block of the page, unscrolled
 
 # mkdocs counts every warning logged under "mkdocs"; strict builds fail on them.
 log = logging.getLogger("mkdocs.hooks.jax_gen")
