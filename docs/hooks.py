@@ -14,7 +14,9 @@ Nothing here is a list to keep up to date by hand:
 - **Home**: ``index.md`` is the README, its ``docs/...`` links made relative to the site.
 - **Markers** in hand-written pages: ``<!-- jax-gen train --help -->`` becomes that command's
   help text, as the installed ``jax-gen`` prints it (parsed here, without running anything);
-  ``<!-- tutorials -->`` and ``<!-- modules -->`` become the lists of tutorials and modules.
+  ``<!-- every command's help -->`` a section per command that ``jax-gen --help`` lists, so a
+  new command shows up; ``<!-- tutorials -->`` and ``<!-- modules -->`` become the lists of
+  tutorials and modules.
 - **Navigation**: a nav entry written as a folder (``Tutorials: tutorials/``, ``API reference:
   api/``) becomes the folder's ``index.md`` followed by its generated pages, in order.
 """
@@ -218,6 +220,7 @@ def modules_list() -> str:
 # --- the command line's help -------------------------------------------------------------------
 
 HELP = re.compile(r"<!-- jax-gen ((?:[\w:-]+ )*)--help -->")
+EVERY_HELP = "<!-- every command's help -->"
 
 
 def help_text(argv: list[str]) -> str:
@@ -241,6 +244,19 @@ def help_text(argv: list[str]) -> str:
     if code not in (0, None):
         log.warning(f"jax-gen {' '.join(argv)} --help exited {code}: {err.getvalue()[-500:]}")
     return "\n".join(line.rstrip() for line in out.getvalue().strip("\n").splitlines())
+
+
+def every_help() -> str:
+    """A section per command: ``jax-gen --help``, then each command its usage line names."""
+    top = help_text([])
+    usage = re.search(r"\{([\w,-]+)\}", top.split("\n", 1)[0])
+    commands = usage.group(1).split(",") if usage else []
+    if not commands:
+        log.warning(f"no commands in the first line of jax-gen --help: {top[:200]!r}")
+    parts = [f"### jax-gen\n\n```text\n{top}\n```"]
+    for command in commands:
+        parts.append(f"### {command}\n\n```text\n{help_text([command])}\n```")
+    return "\n\n".join(parts)
 
 
 # --- mkdocs events -----------------------------------------------------------------------------
@@ -288,6 +304,8 @@ def on_files(files, config):
 
 
 def on_page_markdown(markdown, page, config, files):
+    if EVERY_HELP in markdown:
+        markdown = markdown.replace(EVERY_HELP, every_help())
     markdown = HELP.sub(lambda m: f"```text\n{help_text(m.group(1).split())}\n```", markdown)
     markdown = markdown.replace("<!-- tutorials -->", tutorials_list())
     return markdown.replace("<!-- modules -->", modules_list())
