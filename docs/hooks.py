@@ -110,6 +110,12 @@ def tutorial_page(path: Path, docs_dir: Path) -> str:
             parts.append(text)
             continue
         parts.append(f"```python\n{text}\n```")
+        for line in text.splitlines():
+            if re.search(r"\bOUT\s*/", line) and not FIGURE.search(line):
+                log.warning(
+                    f"tutorials/{path.name}: {line.strip()!r} saves a picture whose name is not "
+                    f'a plain string, OUT / "name.png": the page cannot show it'
+                )
         for name in dict.fromkeys(match.group(2) for match in FIGURE.finditer(text)):
             picture = f"tutorials/figures/{stem}/{name}"
             if (docs_dir / picture).is_file():

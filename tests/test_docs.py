@@ -142,6 +142,7 @@ x = np.zeros(3)
 # %%
 fig.savefig(OUT / "drawn.png", dpi=100)
 fig.savefig(OUT / "missing.png", dpi=100)
+fig.savefig(OUT / f"step_{k}.png", dpi=100)
 """
 
 
@@ -163,5 +164,7 @@ def test_the_tutorial_renderer(tmp_path, caplog):
     assert "## A picture\n\n$$\\alpha(t) = t$$" in page
     assert "![drawn.png](figures/01_sample/drawn.png)" in page
     assert "missing.png" not in page.replace('OUT / "missing.png"', "")
-    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert "docs/tutorials/figures/01_sample/missing.png is missing" in warning
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert "'fig.savefig(OUT / f\"step_{k}.png\", dpi=100)' saves a picture" in warnings[0]
+    assert "docs/tutorials/figures/01_sample/missing.png is missing" in warnings[1]
