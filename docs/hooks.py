@@ -309,6 +309,14 @@ def on_files(files, config):
     return files
 
 
+def on_serve(server, config, builder):
+    # Not in mkdocs.yml's watch: a clone with no tutorial yet has no tutorials/ folder.
+    for path in (ROOT / "README.md", TUTORIALS):
+        if path.exists():
+            server.watch(str(path))
+    return server
+
+
 def on_page_markdown(markdown, page, config, files):
     if EVERY_HELP in markdown:
         markdown = markdown.replace(EVERY_HELP, every_help())
