@@ -94,3 +94,29 @@ def ring_trajectory(num_states=41, n=24, seed=0):
 
 def only_file(directory, name):
     assert sorted(p.name for p in Path(directory).iterdir()) == [name], "a temp file was left"
+
+
+class MixtureOracle1D:
+    """The exact denoiser of 1-D data sum_k w_k N(m_k, s^2), as a model(t, z) on one point.
+
+    For z = alpha x + sigma eps, component k gives z ~ N(alpha m_k, v), v = alpha^2 s^2 +
+    sigma^2, and E[x | z, k] = m_k + alpha s^2 / v (z - alpha m_k); E[x | z] averages these with
+    the posterior weights r_k(z) proportional to w_k N(z; alpha m_k, v).
+    """
+
+    def __init__(self, strategy, weights, centres, std):
+        self.strategy = strategy
+        self.log_weights = jnp.log(jnp.asarray(weights, jnp.float32))
+        self.centres = jnp.asarray(centres, jnp.float32)
+        self.std = float(std)
+
+    def __call__(self, t, z):
+        c = path_coefficients(self.strategy.schedule, t)
+        variance = c.alpha**2 * self.std**2 + c.sigma**2
+        log_r = self.log_weights - (z[0] - c.alpha * self.centres) ** 2 / (2 * variance)
+        r = jnp.exp(log_r - jnp.max(log_r))
+        r = r / jnp.sum(r)
+        means = self.centres + c.alpha * self.std**2 / variance * (z[0] - c.alpha * self.centres)
+        x_hat = jnp.sum(r * means)[None]
+        eps_hat = (z - c.alpha * x_hat) / c.sigma
+        return self.strategy.parameterization.target(x_hat, eps_hat, c)

@@ -203,3 +203,27 @@ def test_image_trajectory_gif_frames_go_from_noise_to_samples(tmp_path):
     np.testing.assert_array_equal(decoded[0][: grid.shape[0], : grid.shape[1]], grid)
     last = plots.images_to_grid(states[-1], (2, 2), rows=2)
     np.testing.assert_array_equal(decoded[-1][: last.shape[0], : last.shape[1]], last)
+
+
+def test_path_gif_moves_the_points_across_the_t_x_plane(tmp_path):
+    # Two points going from x = -1 and 1 at t = 0 to x = 1 and -1 at t = 1, in 5 states.
+    times = np.linspace(0, 1, 5)
+    trajectory = np.stack([np.linspace(-1, 1, 5), np.linspace(1, -1, 5)], axis=1)[..., None]
+    path = tmp_path / "p.gif"
+    frames = animation.save_path_gif(path, times, trajectory, fps=10, size=100)
+    assert frames == 5
+    with Image.open(path) as image:
+        decoded = [np.asarray(f.convert("L")) for f in ImageSequence.Iterator(image)]
+    bodies = [frame[animation.CAPTION_HEIGHT :] for frame in decoded]
+    assert len(bodies) == 5 and bodies[0].shape == (100, 100)
+    bounds = (0.0, 1.0, -1.2, 1.2)  # the points' span widened by 10%
+    for k, body in enumerate(bodies):
+        dots = np.stack([np.full(2, times[k]), trajectory[k, :, 0]], axis=1)
+        expected = animation.rasterize(dots, bounds, 100)
+        assert np.array_equal(body == 0, expected == 0), k  # the points of state k, in black
+    # The last frame shows both paths (grey) crossing the plane; the first shows none.
+    assert not (bodies[0] == animation.PATH_LINE_GREY).any()
+    assert (bodies[-1] == animation.PATH_LINE_GREY).any(axis=0)[5:90].all()
+    with pytest.raises(ValueError, match="must be"):
+        animation.save_path_gif(tmp_path / "q.gif", times[:3], trajectory, fps=10)
+    only_file(tmp_path, "p.gif")

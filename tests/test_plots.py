@@ -163,3 +163,37 @@ def test_labels_colour_the_points_by_class(tmp_path):
     again = tmp_path / "again.png"
     plots.save_samples_png(again, points, points, "t", labels=None)
     assert plain.read_bytes() == again.read_bytes()
+
+
+def test_histogram_png_draws_two_histograms_and_refuses_points_of_two_coordinates(tmp_path):
+    rng = np.random.default_rng(0)
+    samples, data = rng.normal(size=(500, 1)), rng.normal(size=500)
+    xs = np.linspace(-3, 3, 50)
+    path = tmp_path / "h.png"
+    plots.save_histogram_png(path, samples, data, "title", (xs, np.exp(-(xs**2) / 2)))
+    only_file(tmp_path, "h.png")
+    with Image.open(path) as image:
+        assert image.size == (1000, 500)
+    with pytest.raises(ValueError, match=r"samples must have shape \(n,\) or \(n, 1\)"):
+        plots.save_histogram_png(tmp_path / "x.png", np.zeros((5, 2)), data, "title")
+    only_file(tmp_path, "h.png")
+
+
+def test_path_png_puts_the_density_where_it_is_in_the_t_x_plane(tmp_path):
+    # One bright band at x = 1 for t >= 0.5 in the only panel: it must be drawn in the upper
+    # right quarter of the axes, dark elsewhere.
+    times, xs = np.linspace(0, 1, 21), np.linspace(-2, 2, 41)
+    density = np.zeros((21, 41))
+    density[np.ix_(times >= 0.5, np.abs(xs - 1) < 0.3)] = 1.0
+    path = tmp_path / "p.png"
+    plots.save_path_png(path, times, xs, [("model", density)], None, "title")
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.float64)
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    bright = (red > 230) & (green > 200) & (blue < 225)  # magma's top, pale yellow, not white
+    rows, cols = np.nonzero(bright[:, : int(0.8 * pixels.shape[1])])  # the colour bar excluded
+    assert rows.size > 0
+    height, width = pixels.shape[:2]
+    assert cols.min() > 0.35 * width and rows.max() < 0.5 * height
+    with pytest.raises(ValueError, match=r"expected shape \(21, 41\)"):
+        plots.save_path_png(tmp_path / "q.png", times, xs, [("m", density.T)], None, "t")

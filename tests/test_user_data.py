@@ -342,11 +342,10 @@ POINTS_CASES = {
     "empty-csv": ("", "is empty"),
     "blank-csv": ("\n\n", "no points"),
     "header-only": ("x,y\n", "no points"),
-    "1d": (np.arange(5.0), "shape (5,)"),
     "3d": (np.zeros((4, 2, 2)), "shape (4, 2, 2)"),
-    "one-column": (np.zeros((4, 1)), "1 column"),
-    "one-column-csv": ("1\n2\n3\n", "1 column"),
     "no-rows": (np.zeros((0, 2)), "no points"),
+    "no-columns": (np.zeros((4, 0)), "no points"),
+    "one-value-column": ("1\n1\n1\n", "the same point"),
     "ragged": ("1,2\n3,4\n5,6,7\n", "ragged: line 3 has 3 value(s)"),
     "not-a-number": ("x,y\n1,2\n3,oops\n", "line 3: 'oops' is not a number"),
     "nan": (np.array([[0.0, 1.0], [np.nan, 2.0]]), "NaN or infinite"),
@@ -358,7 +357,7 @@ POINTS_CASES = {
     "binary-csv": (b"\xff\xfe\x00\x01", "not UTF-8"),
 }
 SUFFIX = {"empty-csv": ".csv", "blank-csv": ".csv", "header-only": ".csv", "ragged": ".csv"}
-SUFFIX |= {"not-a-number": ".csv", "inf-csv": ".csv", "one-column-csv": ".csv"}
+SUFFIX |= {"not-a-number": ".csv", "inf-csv": ".csv", "one-value-column": ".csv"}
 SUFFIX |= {"binary-csv": ".csv"}
 
 

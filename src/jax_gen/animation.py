@@ -8,6 +8,8 @@ trigger a compilation nor hold device memory. Every file it writes goes through
   with :func:`rasterize` so that a decoded frame can be checked pixel by pixel.
 - :func:`save_field_gif`: a learned vector field over a grid, one frame per time.
 - :func:`save_image_trajectory_gif`: images denoising, one image grid per frame.
+- :func:`save_path_gif`: one-dimensional points moving across the (t, x) plane, each frame
+  adding the trajectories' next segments.
 """
 
 from pathlib import Path
@@ -298,4 +300,84 @@ def save_image_trajectory_gif(
         body[:, : grid.shape[1]] = grid
         caption = _caption((f"state {k}/{last}  t = {k / max(last, 1):.2f}", title), width, font)
         frames.append(Image.fromarray(np.concatenate([caption, body])))
+    return _write_gif(path, frames, fps)
+
+
+# ----------------------------------------------------------------------------------------------
+# GIF of one-dimensional trajectories in the (t, x) plane
+# ----------------------------------------------------------------------------------------------
+
+PATH_LINE_GREY = 170
+"""Grey level of the trajectories' past in :func:`save_path_gif`; the current points are black."""
+
+
+def save_path_gif(
+    path: Path,
+    frame_times: Float[np.ndarray, " states"],
+    trajectory: Float[np.ndarray, "states n 1"],
+    fps: float,
+    max_frames: int = 120,
+    size: int = 400,
+    title: str = "",
+) -> int:
+    """Writes an animated GIF of one-dimensional points crossing the (t, x) plane.
+
+    The plotting area is the window t in [0, 1] (left to right) by the points' span widened by
+    10% (bottom to top), ``size`` pixels square. Frame k shows each point's path up to state k
+    as grey line segments and its position at state k as a black 3 x 3 dot (:func:`rasterize`
+    of the points (t_k, x_k)), under a caption strip ("state k/K  t = t_k", then ``title``).
+
+    Args:
+        path: the GIF to write (atomically).
+        frame_times: the time of each state, shape (states,), in [0, 1].
+        trajectory: states of the points, shape (states, n, 1) or (states, n).
+        fps, max_frames, size, title: as for :func:`save_trajectory_gif`.
+
+    Returns:
+        The number of frames written, ``min(states, max_frames)``.
+    """
+    gif_frame_duration_ms(fps)
+    if max_frames < 2:
+        raise ValueError(f"max_frames={max_frames!r} must be at least 2")
+    trajectory = np.asarray(trajectory, dtype=np.float64)
+    if trajectory.ndim == 3 and trajectory.shape[-1] == 1:
+        trajectory = trajectory[..., 0]
+    frame_times = np.asarray(frame_times, dtype=np.float64)
+    if trajectory.ndim != 2 or frame_times.shape != trajectory.shape[:1]:
+        raise ValueError(
+            f"trajectory of shape {trajectory.shape} and frame_times of shape "
+            f"{frame_times.shape} must be (states, n, 1) and (states,)"
+        )
+    finite = trajectory[np.isfinite(trajectory)]
+    lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+    span = hi - lo if hi > lo else 1.0
+    bounds = (0.0, 1.0, lo - 0.1 * span, hi + 0.1 * span)
+    font = ImageFont.load_default(size=_CAPTION_FONT_SIZE)
+    num_states = trajectory.shape[0]
+
+    def pixels(k: int) -> np.ndarray:
+        points = np.stack([np.full(trajectory.shape[1], frame_times[k]), trajectory[k]], axis=1)
+        points = np.where(np.isfinite(points), points, np.nan)
+        rows, cols = point_to_pixel(np.nan_to_num(points), bounds, size)
+        return np.stack([cols, rows], axis=1), np.isfinite(points).all(axis=1)
+
+    canvas = Image.new("L", (size, size), 255)
+    draw = ImageDraw.Draw(canvas)
+    shown = set(gif_frame_indices(num_states, max_frames).tolist())
+    previous, previous_ok = pixels(0)
+    frames = []
+    for k in range(num_states):
+        current, ok = pixels(k)
+        if k > 0:
+            both = ok & previous_ok
+            for start, end in zip(previous[both], current[both], strict=True):
+                draw.line((*start.tolist(), *end.tolist()), fill=PATH_LINE_GREY)
+        previous, previous_ok = current, ok
+        if k not in shown:
+            continue
+        dots = np.stack([np.full(trajectory.shape[1], frame_times[k]), trajectory[k]], axis=1)
+        body = np.minimum(np.asarray(canvas), rasterize(dots, bounds, size))
+        counter = f"state {k}/{num_states - 1}  t = {frame_times[k]:.3f}"
+        caption = _caption((counter, title), size, font)
+        frames.append(Image.fromarray(np.concatenate([caption, body]), mode="L"))
     return _write_gif(path, frames, fps)

@@ -40,6 +40,7 @@ def log_prob(
     model: Model,
     x: Float[ArrayLike, "n d"],
     *,
+    time: float | Float[ArrayLike, ""] = 1.0,
     key: PRNGKeyArray | None = None,
     estimator: Estimator = "exact",
     num_probes: int = 1,
@@ -47,7 +48,7 @@ def log_prob(
     atol: float = 1e-5,
     max_steps: int = 4096,
 ) -> Float[Array, " n"]:
-    """The model's log-density log p_1(x) of each point, in nats per point.
+    """The model's log-density log p_1(x) of each point (log p_t(x) at ``time`` t), in nats.
 
     Each point is carried back to t=0 by an adaptive solve (Tsit5 with a PID step-size
     controller, ``rtol``, ``atol``) of the augmented ODE
@@ -57,6 +58,10 @@ def log_prob(
     so that delta_0 = -int_0^1 div v(t, z_t) dt and
 
         log p_1(x) = source_log_prob(z_0) + delta_0.
+
+    With ``time`` t < 1 the solve starts at t instead: log p_t(x) is the density of the
+    marginal the probability-flow ODE carries the source to at time t (t = 0 gives the source's
+    own density); ``plot-path`` draws it over the (t, x) plane.
 
     Points are solved independently (``vmap`` of the solve: each point has its own steps). The
     strategy reads the path at t clipped into [T_CLIP, 1 - T_CLIP], as the samplers do, so on
@@ -78,6 +83,8 @@ def log_prob(
             ``source_log_prob`` are all that is used).
         model: the network, ``model(t, x)`` on one point.
         x: the points, shape (n, d).
+        time: the time t in [0, 1] of the marginal whose density is read (a traced scalar: a
+            new time does not recompile).
         key: the key of the Hutchinson probes; required for ``"hutchinson"``, unused otherwise.
         estimator: ``"exact"`` or ``"hutchinson"``.
         num_probes: probes per point of the Hutchinson estimator, a positive int.
@@ -108,6 +115,8 @@ def log_prob(
         raise ValueError(f"{max_steps=} must be a positive int")
     if not (rtol > 0 and atol > 0):
         raise ValueError(f"{rtol=} and {atol=} must be positive")
+    if isinstance(time, int | float) and not 0.0 <= time <= 1.0:
+        raise ValueError(f"{time=} must lie in [0, 1]")
     x = jnp.asarray(x)
     x = x.astype(jnp.result_type(x, float))
     if x.ndim != 2:
@@ -116,6 +125,7 @@ def log_prob(
         strategy,
         model,
         x,
+        jnp.asarray(time, x.dtype),
         key if estimator == "hutchinson" else None,
         num_probes,
         jnp.asarray(rtol, x.dtype),  # arrays, so that a new tolerance does not recompile
@@ -132,16 +142,16 @@ def nats_per_dim(log_p: Float[ArrayLike, " n"], data_dim: int) -> float:
 
 @eqx.filter_jit
 def _log_prob(
-    strategy: Strategy, model: Model, x, key, num_probes, rtol, atol, max_steps
+    strategy: Strategy, model: Model, x, time, key, num_probes, rtol, atol, max_steps
 ) -> tuple[Float[Array, " n"], Int[Array, " n"]]:
-    """log p_1 of each point and the number of solver steps it took."""
+    """log p_time of each point and the number of solver steps it took."""
     if key is None:
         probes = None
     else:
         probes = jax.random.rademacher(key, (x.shape[0], num_probes, x.shape[1]), dtype=x.dtype)
 
     def one_point(point, point_probes):
-        return _log_prob_one(strategy, model, point, point_probes, rtol, atol, max_steps)
+        return _log_prob_one(strategy, model, point, time, point_probes, rtol, atol, max_steps)
 
     return jax.vmap(one_point)(x, probes)
 
@@ -156,9 +166,9 @@ def _divergence(velocity_at_t, z, probes) -> tuple[Float[Array, " d"], Float[Arr
 
 
 def _log_prob_one(
-    strategy: Strategy, model: Model, x, probes, rtol, atol, max_steps
+    strategy: Strategy, model: Model, x, time, probes, rtol, atol, max_steps
 ) -> tuple[Float[Array, ""], Int[Array, ""]]:
-    """log p_1(x) of one point by the backward solve of (z, delta), and its number of steps."""
+    """log p_time(x) of one point by the backward solve of (z, delta), and its number of steps."""
 
     def augmented(t, state, args):
         z, _ = state
@@ -168,7 +178,7 @@ def _log_prob_one(
     solution = diffrax.diffeqsolve(
         diffrax.ODETerm(augmented),
         diffrax.Tsit5(),
-        t0=1.0,
+        t0=time,
         t1=0.0,
         dt0=None,
         y0=(x, jnp.zeros((), x.dtype)),

@@ -11,6 +11,10 @@ trigger a compilation nor hold device memory. Every file it writes goes through
 - :func:`field_figure` / :func:`save_field_png`: a learned vector field as arrows over a grid,
   beside the noisy marginal, at several times.
 - :func:`images_to_grid` / :func:`save_image_grid`: flat images (the digits) on a grey grid.
+- :func:`save_histogram_png`: one-dimensional samples as a histogram beside fresh data's and
+  the data's density.
+- :func:`save_path_png`: the density p_t(x) of one-dimensional data over the (t, x) plane as
+  heat maps, with sampled trajectories on top.
 """
 
 from pathlib import Path
@@ -367,4 +371,117 @@ def save_image_grid(
     else:
         ax.set_yticks([])
     ax.set_title(title, fontsize=9)
+    _save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# One-dimensional data
+# ----------------------------------------------------------------------------------------------
+
+HISTOGRAM_BINS = 80
+"""Bins of :func:`save_histogram_png` over the window both point sets span."""
+
+
+def _as_line(points: Any, name: str) -> np.ndarray:
+    """``points`` of shape (n,) or (n, 1) as a flat array; ``name`` names it in the error."""
+    points = np.asarray(points)
+    if points.ndim == 2 and points.shape[1] == 1:
+        points = points[:, 0]
+    if points.ndim != 1:
+        raise ValueError(f"{name} must have shape (n,) or (n, 1), got {points.shape}")
+    return points
+
+
+def save_histogram_png(
+    path: Path,
+    samples: Float[np.ndarray, "n 1"],
+    data: Float[np.ndarray, "m 1"],
+    title: str,
+    density: tuple[Float[np.ndarray, " k"], Float[np.ndarray, " k"]] | None = None,
+) -> None:
+    """Histograms of fresh data (left) and of generated samples (right), as densities on the same
+    bins, each with the data's density drawn over it where it is known; writes a PNG.
+
+    Args:
+        path: the PNG to write (atomically).
+        samples: generated points, shape (n, 1) or (n,).
+        data: fresh points of the dataset, shape (m, 1) or (m,).
+        title: the figure's title.
+        density: (x, p_data(x)), the data's density on a grid, or None.
+    """
+    samples, data = _as_line(samples, "samples"), _as_line(data, "data")
+    both = np.concatenate([samples, data])
+    both = both[np.isfinite(both)]
+    lo, hi = (both.min(), both.max()) if both.size else (-1.0, 1.0)
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, HISTOGRAM_BINS + 1)
+    fig = Figure(figsize=SAMPLES_FIGSIZE, dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, 2, sharex=True, sharey=True)
+    panels = ((data, "tab:gray", "fresh data"), (samples, "tab:blue", "generated"))
+    for ax, (points, color, label) in zip(axes, panels, strict=True):
+        finite = points[np.isfinite(points)]
+        ax.hist(finite, bins=edges, density=True, color=color, alpha=0.7)
+        if density is not None:
+            ax.plot(*density, color="black", linewidth=1.2, label="data density")
+            ax.legend(loc="upper left", fontsize=8)
+        ax.set_title(f"{label} (n={points.shape[0]})")
+        ax.set_xlabel("x")
+    axes[0].set_ylabel("density")
+    fig.suptitle(title)
+    _save_figure(fig, path)
+
+
+PATH_PANEL_SIZE = (6.0, 4.5)
+"""Inches of one (t, x) panel of :func:`save_path_png`."""
+
+
+def save_path_png(
+    path: Path,
+    times: Float[np.ndarray, " t"],
+    xs: Float[np.ndarray, " x"],
+    panels: list[tuple[str, Float[np.ndarray, "t x"]]],
+    trajectories: tuple[Float[np.ndarray, " s"], Float[np.ndarray, "s n"]] | None,
+    title: str,
+) -> None:
+    """The density p_t(x) over the (t, x) plane, one heat map per panel, side by side; the
+    trajectories are drawn on the first panel; writes a PNG.
+
+    Time runs left (t = 0, the source) to right (t = 1, the data) and x upwards. Every panel
+    shares one colour scale, so a model and the true path compare directly; the density at
+    (times[i], xs[j]) is the colour at that point, interpolated between grid points.
+
+    Args:
+        path: the PNG to write (atomically).
+        times: the times of the grid's columns, increasing, shape (t,).
+        xs: the points of its rows, increasing, shape (x,).
+        panels: (label, densities of shape (t, x)) pairs.
+        trajectories: (frame times of shape (s,), points of shape (s, n)), or None.
+        title: the figure's title.
+    """
+    times, xs = np.asarray(times, np.float64), np.asarray(xs, np.float64)
+    images = []
+    for label, density in panels:
+        density = np.asarray(density, dtype=np.float64)
+        if density.shape != (times.size, xs.size):
+            raise ValueError(
+                f"{label}: expected shape {(times.size, xs.size)}, got {density.shape}"
+            )
+        images.append((label, np.where(np.isfinite(density), density, 0.0)))
+    vmax = max(float(image.max()) for _, image in images) or 1.0
+    width, height = PATH_PANEL_SIZE
+    fig = Figure(figsize=(width * len(images) + 1.0, height), dpi=DPI, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(images), sharey=True))
+    for ax, (label, image) in zip(axes, images, strict=True):
+        shown = ax.pcolormesh(
+            times, xs, image.T, shading="gouraud", cmap="magma", vmin=0.0, vmax=vmax
+        )
+        ax.set_title(label)
+        ax.set_xlabel("t  (0: source, 1: data)")
+        ax.set_xlim(times[0], times[-1])
+        ax.set_ylim(xs[0], xs[-1])
+    if trajectories is not None:
+        frame_times, points = (np.asarray(a, np.float64) for a in trajectories)
+        axes[0].plot(frame_times, points, color="white", linewidth=0.5, alpha=0.45)
+    axes[0].set_ylabel("x")
+    fig.colorbar(shown, ax=list(axes), label="density p_t(x)", shrink=0.9)
+    fig.suptitle(title)
     _save_figure(fig, path)

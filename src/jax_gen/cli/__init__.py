@@ -1,4 +1,5 @@
-"""The command line: ``train``, ``generate``, ``animate``, ``evaluate`` and ``plot-field``.
+"""The command line: ``train``, ``generate``, ``animate``, ``evaluate``, ``plot-field`` and
+``plot-path``.
 
 The only package that prints, seeds and touches paths. Parsing needs only the configs
 (:mod:`jax_gen.cli.commands`); a command's runner, and with it JAX, is imported once the
@@ -10,6 +11,7 @@ stderr and exit code 2, before any output file is touched.
     jax-gen animate --model-path outputs/cat_ddpm.eqx --fps 30
     jax-gen evaluate --model-path outputs/cat_ddpm.eqx --steps 25 50 100
     jax-gen plot-field --model-path outputs/cat_ddpm.eqx --times 0 0.5 0.9 1
+    jax-gen plot-path --model-path outputs/gaussian-mixture-1d_ddpm.eqx
 """
 
 import importlib
@@ -22,6 +24,7 @@ from jax_gen.cli.commands import (
     EvaluateCommand,
     GenerateCommand,
     PlotFieldCommand,
+    PlotPathCommand,
     TrainCommand,
     parse,
 )
@@ -33,6 +36,7 @@ RUNNERS = {
     AnimateCommand: "jax_gen.cli.sample:run_animate",
     EvaluateCommand: "jax_gen.cli.evaluate:run_evaluate",
     PlotFieldCommand: "jax_gen.cli.field:run_plot_field",
+    PlotPathCommand: "jax_gen.cli.path:run_plot_path",
 }
 """The runner of each command, as ``module:function``, imported only when it runs."""
 
@@ -61,6 +65,7 @@ __all__ = [
     "EvaluateCommand",
     "GenerateCommand",
     "PlotFieldCommand",
+    "PlotPathCommand",
     "TrainCommand",
     "main",
     "parse",

@@ -270,12 +270,41 @@ class PlotFieldCommand:
             raise ValueError(f"--gif-frames={self.gif_frames!r} must be at least 2")
 
 
+@dataclass(frozen=True)
+class PlotPathCommand:
+    """Draw a one-dimensional model's flow: its density p_t(x) over the (t, x) plane as a heat
+    map, with sampled trajectories on top, beside the true path's density where it is known."""
+
+    sampling: Annotated[SamplingOptions, tyro.conf.arg(name="")]
+    num_trajectories: int = 40
+    """Trajectories drawn over the model's density (sampled with --sampler)."""
+    num_times: int = 51
+    """Columns of the heat maps: times evenly spaced over [0, 1]."""
+    resolution: int = 200
+    """Rows of the heat maps: points evenly spaced over the window of the data and the
+    trajectories."""
+    num_samples: int = 10000
+    """For a strategy without a velocity (consistency), whose density is read from samples:
+    points whose histogram at each of the sampler's times gives the density."""
+    output_image_path: Path | None = None
+    """PNG of the (t, x) plane (default: beside the checkpoint, .path.png)."""
+
+    def validate(self) -> None:
+        """Raises ``ValueError`` naming the first invalid option."""
+        _positive(self, "num_trajectories", "num_samples")
+        _positive(self.sampling, "batch_size")
+        for name in ("num_times", "resolution"):
+            if getattr(self, name) < 2:
+                raise ValueError(f"--{name.replace('_', '-')}={getattr(self, name)!r} must be >= 2")
+
+
 Command = (
     Annotated[TrainCommand, tyro.conf.subcommand("train")]
     | Annotated[GenerateCommand, tyro.conf.subcommand("generate")]
     | Annotated[AnimateCommand, tyro.conf.subcommand("animate")]
     | Annotated[EvaluateCommand, tyro.conf.subcommand("evaluate")]
     | Annotated[PlotFieldCommand, tyro.conf.subcommand("plot-field")]
+    | Annotated[PlotPathCommand, tyro.conf.subcommand("plot-path")]
 )
 
 

@@ -22,7 +22,10 @@ def run_plot_field(cmd: PlotFieldCommand) -> None:
     saved = checkpoint.load(cmd.model_path)
     cfg = saved.config
     if not is_planar(cfg.dataset):
-        raise ValueError(f"plot-field draws 2-D fields; {name_of(cfg.dataset)} is not 2-D data")
+        hint = " (plot-path draws the flow of 1-D data)" if saved.data_dim == 1 else ""
+        raise ValueError(
+            f"plot-field draws 2-D fields; {name_of(cfg.dataset)} is not 2-D data{hint}"
+        )
     check_dataset(cfg.dataset)
     strategy = create_strategy(cfg.strategy)
     model = saved.state.ema_model if cmd.use_ema else saved.state.model

@@ -28,7 +28,7 @@ from jax_gen.evaluation import compare_to_data, sampling_keys, sampling_labels
 from jax_gen.fields import plane
 from jax_gen.files import check_output_path, points_writer
 from jax_gen.metrics import format_report
-from jax_gen.sampling import SampleResult, sample, sample_batches
+from jax_gen.sampling import SampleResult, frame_times, sample, sample_batches
 
 
 def run_generate(cmd: GenerateCommand) -> None:
@@ -159,7 +159,17 @@ def run_animate(cmd: AnimateCommand) -> None:
     title = describe_sampling(cfg, sampler, int(result.nfe), options.condition)
     states = result.trajectory.shape[0]
     shape = image_shape(cfg.dataset)
-    if shape is None:
+    if data_dim == 1:
+        trajectory = np.asarray(result.trajectory)
+        frames = animation.save_path_gif(
+            video_path,
+            np.asarray(frame_times(strategy, sampler)),
+            trajectory,
+            fps=cmd.fps,
+            max_frames=cmd.max_frames,
+            title=title,
+        )
+    elif shape is None:
         trajectory = plot_coordinates(result.trajectory, cfg.dataset)
         frames = animation.save_trajectory_gif(
             video_path,

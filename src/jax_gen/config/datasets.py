@@ -78,6 +78,28 @@ class GaussianMixtureConfig(Validated):
         _check_ambient_dim(self)
 
 
+MIXTURE_1D_WEIGHTS = (0.3, 0.2, 0.5)
+"""The weights of the 1-D mixture's components, centred at -scale, 0 and +scale in that order."""
+
+
+@dataclass(frozen=True)
+class GaussianMixture1DConfig(Validated):
+    """Three Gaussians on the line, at -scale, 0 and +scale, of weights 0.3, 0.2 and 0.5.
+
+    One-dimensional data with a known density: the picture of a generative flow in the
+    (t, x) plane (``plot-path``), and a test case where every figure has a closed form (in 1-D
+    the sliced W2 is the exact W2).
+    """
+
+    scale: float = 3.0
+    """Distance of the outer components' centres from 0."""
+    std: float = 0.3
+    """Standard deviation of every component."""
+
+    def validate(self) -> None:
+        _check_positive(self, "scale", "std")
+
+
 @dataclass(frozen=True)
 class DigitsConfig(Validated):
     """scikit-learn's 8x8 handwritten digits (1797 images, labels 0-9), bundled, no download.
@@ -96,13 +118,14 @@ class PointsConfig(Validated):
     """Your own points: the empirical distribution of the rows of an N x D array in a file.
 
     The file is a `.npy` array or a `.csv` table (commas, one point per line, optionally one
-    non-numeric header line) of N >= 1 rows and D >= 2 finite numbers. The points are
+    non-numeric header line) of N >= 1 rows and D >= 1 finite numbers. The points are
     normalised like the built-in datasets: the centre of their bounding box moves to the origin
     and one common factor (the aspect is kept) brings the longer half-extent to `scale`.
     Training draws rows uniformly with replacement, like the digits.
 
     The data dimension is the file's D: 2-D files are plotted, measured and drawn like the
-    moons; larger D is trained, sampled and measured in full and plotted by its first two
+    moons; one column is 1-D data, drawn as histograms and in the (t, x) plane like the 1-D
+    mixture; larger D is trained, sampled and measured in full and plotted by its first two
     coordinates. There is no `ambient_dim` (the file fixes D; to embed 2-D points in R^D, write
     them into D columns), and no labels. The file is read when the data are first needed (the
     config does no I/O); the path is stored in checkpoints as given, so `generate` and
@@ -149,6 +172,7 @@ DatasetConfig = (
     | MoonConfig
     | SwissRollConfig
     | GaussianMixtureConfig
+    | GaussianMixture1DConfig
     | DigitsConfig
     | PointsConfig
     | ImageConfig

@@ -1,4 +1,5 @@
-"""The built-in 2-D datasets: two moons, the swiss roll and the Gaussian mixture."""
+"""The built-in datasets: two moons, the swiss roll, the Gaussian mixture (2-D) and the 1-D
+mixture."""
 
 import math
 
@@ -7,7 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from jax_gen.config import GaussianMixtureConfig, MoonConfig, SwissRollConfig
+from jax_gen.config import (
+    GaussianMixture1DConfig,
+    GaussianMixtureConfig,
+    MoonConfig,
+    SwissRollConfig,
+)
+from jax_gen.config.datasets import MIXTURE_1D_WEIGHTS
 from jax_gen.data.registry import _DTYPE, Dataset, register
 
 # ----------------------------------------------------------------------------------------------
@@ -145,6 +152,47 @@ def _log_density_gaussian_mixture(
     return jax.scipy.special.logsumexp(-squared / (2 * cfg.std**2), axis=1) - log_normaliser
 
 
+# ----------------------------------------------------------------------------------------------
+# Gaussian mixture on the line
+# ----------------------------------------------------------------------------------------------
+
+
+def mixture_1d_components(cfg: GaussianMixture1DConfig) -> tuple[np.ndarray, np.ndarray, float]:
+    """The 1-D mixture's weights, centres and common standard deviation, component k label k.
+
+    Args:
+        cfg: the mixture's config.
+
+    Returns:
+        (weights, centres, std): float64 arrays of shape (3,), weights (0.3, 0.2, 0.5) and
+        centres scale (-1, 0, 1), and ``cfg.std``.
+    """
+    return np.array(MIXTURE_1D_WEIGHTS), cfg.scale * np.array([-1.0, 0.0, 1.0]), cfg.std
+
+
+def _sample_gaussian_mixture_1d(
+    key: PRNGKeyArray, cfg: GaussianMixture1DConfig, batch_size: int
+) -> tuple[Float[Array, "batch 1"], Int[Array, " batch"]]:
+    """x = m_k + std * eps with k drawn with probabilities w_k, eps ~ N(0, 1); the label is k."""
+    weights, centres, std = mixture_1d_components(cfg)
+    key_component, key_noise = jax.random.split(key)
+    labels = jax.random.categorical(
+        key_component, jnp.log(jnp.asarray(weights, _DTYPE)), shape=(batch_size,)
+    ).astype(jnp.int32)
+    noise = jax.random.normal(key_noise, (batch_size, 1), dtype=_DTYPE)
+    return jnp.asarray(centres, _DTYPE)[labels][:, None] + std * noise, labels
+
+
+def _log_density_gaussian_mixture_1d(
+    cfg: GaussianMixture1DConfig, x: Float[Array, "n 1"]
+) -> Float[Array, " n"]:
+    """log p(x) = log sum_k w_k N(x; m_k, std^2), by logsumexp over the components."""
+    weights, centres, std = mixture_1d_components(cfg)
+    squared = (x - jnp.asarray(centres, x.dtype)) ** 2  # (n, 3)
+    log_terms = jnp.log(jnp.asarray(weights, x.dtype)) - squared / (2 * std**2)
+    return jax.scipy.special.logsumexp(log_terms, axis=1) - 0.5 * math.log(2 * math.pi * std**2)
+
+
 register(MoonConfig, Dataset(labeled=_sample_moons, class_frequencies=_moon_frequencies))
 register(SwissRollConfig, Dataset(sample=_sample_swiss_roll))
 register(
@@ -153,5 +201,14 @@ register(
         labeled=_sample_gaussian_mixture,
         class_frequencies=_gaussian_mixture_frequencies,
         log_density=_log_density_gaussian_mixture,
+    ),
+)
+register(
+    GaussianMixture1DConfig,
+    Dataset(
+        labeled=_sample_gaussian_mixture_1d,
+        class_frequencies=lambda cfg: mixture_1d_components(cfg)[0],
+        native_dim=lambda cfg: 1,
+        log_density=_log_density_gaussian_mixture_1d,
     ),
 )

@@ -61,7 +61,9 @@ def _is_number(text: str) -> bool:
 
 @functools.lru_cache(maxsize=8)
 def _read_points(path: str) -> np.ndarray:
-    """The raw float64 (N, D) array of a points file, checked: N >= 1, D >= 2, all finite.
+    """The raw float64 (N, D) array of a points file, checked: N >= 1, D >= 1, all finite.
+
+    A .npy array of shape (N,) is N points of one coordinate, as one of shape (N, 1).
 
     Cached on the resolved path: the file is read once per process, so edits to it after the
     first read are not seen.
@@ -92,18 +94,15 @@ def _read_points(path: str) -> np.ndarray:
             raise ValueError(f"points file {path} is not a .npy array")
         if values.dtype.kind not in "biuf":
             raise ValueError(f"points file {path} holds {values.dtype} values, not real numbers")
+    if values.ndim == 1:
+        values = values[:, None]  # N numbers: N points on the line
     if values.ndim != 2:
         raise ValueError(
             f"points file {path} holds an array of shape {values.shape}; expected N x D "
-            "(one point per row, D >= 2 columns)"
+            "(one point per row, D >= 1 columns)"
         )
-    if values.shape[0] == 0:
+    if values.shape[0] == 0 or values.shape[1] == 0:
         raise ValueError(f"points file {path} holds no points (shape {values.shape})")
-    if values.shape[1] < 2:
-        raise ValueError(
-            f"points file {path} has {values.shape[1]} column(s) (shape {values.shape}); "
-            "points need D >= 2 coordinates"
-        )
     values = values.astype(np.float64)
     bad = ~np.isfinite(values)
     if bad.any():
@@ -146,7 +145,7 @@ def load_points(cfg: PointsConfig) -> np.ndarray:
     Args:
         cfg: a points config; its ``path`` names a ``.npy`` file holding an (N, D) numeric
             array or a ``.csv`` file of N lines of D comma-separated numbers (one non-numeric
-            header line allowed), N >= 1, D >= 2.
+            header line allowed), N >= 1, D >= 1 (a .npy of shape (N,) is one column).
 
     Returns:
         A new float32 array of shape (N, D).
@@ -154,8 +153,8 @@ def load_points(cfg: PointsConfig) -> np.ndarray:
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: no path was given, or the file is empty, unreadable, of another type, not
-            N x D with D >= 2 (or a ragged CSV), holds NaN or infinities, or holds one point
-            only (repeated or not).
+            N x D (or a ragged CSV), holds NaN or infinities, or holds one point only
+            (repeated or not).
     """
     return _normalised_points(_user_file(cfg), float(cfg.scale)).copy()
 

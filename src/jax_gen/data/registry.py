@@ -52,8 +52,9 @@ class Dataset:
     image_shape: Callable[[Any], tuple[int, int] | None] | None = None
     """(height, width) if each point is an image's pixels, row-major. Default: not images."""
     log_density: Callable[[Any, Float[Array, "n 2"]], Float[Array, " n"]] | None = None
-    """The exact log-density of 2-D data, ``log_density(cfg, x)`` for float points of shape
-    (n, 2), jittable with ``cfg`` static. Default: not known in closed form."""
+    """The exact log-density of the data, ``log_density(cfg, x)`` for float points of shape
+    (n, d) (2-D data before any embedding, or the ``native_dim``), jittable with ``cfg``
+    static. Default: not known in closed form."""
     support_from_density: bool = False
     """Whether ``log_density`` is finite exactly on the data's support (a uniform density on a
     shape), so it tells whether points lie on it (:func:`support_indicator`)."""

@@ -40,6 +40,7 @@ from jax_gen.sampling.guidance import Guided, guided_calls
 from jax_gen.sampling.loop import (
     BATCH_SIZE,
     SampleResult,
+    frame_times,
     integrate,
     sample,
     sample_batches,
@@ -78,6 +79,7 @@ __all__ = [
     "Network",
     "SampleResult",
     "evals_per_step",
+    "frame_times",
     "grid_kind",
     "guided_calls",
     "integrate",

@@ -144,13 +144,58 @@ def sample_batches(
     Args and raises: as :func:`sample`.
     """
     cfg = SamplerConfig() if cfg is None else cfg
-    cfg.validate()
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"{batch_size=} must be positive")
     if num_samples < 1:
         raise ValueError(f"{num_samples=} must be positive")
-    solver = solver_for(cfg)
+    solver, num_steps, kind, levels = _plan(strategy, cfg)
     labels = check_labels(labels, num_samples, cfg.guidance_scale)
+    return _batches(
+        strategy,
+        model,
+        solver,
+        key,
+        num_samples,
+        data_dim,
+        num_steps,
+        kind,
+        levels,
+        labels,
+        cfg.guidance_scale,
+        guided_calls(cfg, labels is not None),
+        keep_trajectory,
+        _equal_batches(num_samples, batch_size or BATCH_SIZE),
+    )
+
+
+def frame_times(strategy: Strategy, cfg: SamplerConfig | None = None) -> Float[Array, " steps+1"]:
+    """The time of each frame of the trajectory :func:`sample` keeps with the sampler ``cfg``.
+
+    Frame i holds the points at the i-th time of the sampler's grid: uniform in t, uniform in
+    log SNR, or moved onto a discrete-time strategy's training levels, as :func:`sample`
+    decides; the adaptive solver saves at i / N.
+
+    Args:
+        strategy: the strategy sampled.
+        cfg: the sampler, as given to :func:`sample`.
+
+    Returns:
+        The N + 1 times, from 0 to 1, float32.
+
+    Raises:
+        ValueError: as :func:`sample`, for the sampler's options.
+    """
+    solver, num_steps, kind, levels = _plan(strategy, SamplerConfig() if cfg is None else cfg)
+    if isinstance(solver, AbstractAdaptiveSolver):
+        return jnp.arange(num_steps + 1, dtype=jnp.float32) / jnp.float32(num_steps)
+    return _grid(strategy, num_steps, kind, levels)[0]
+
+
+def _plan(strategy: Strategy, cfg: SamplerConfig) -> tuple[AbstractSolver, int, str, int | None]:
+    """Checks the sampler against the strategy; returns its solver, its number of steps, the
+    kind of its grid and the training levels its grid moves onto (None: it stays put)."""
+    cfg.validate()
+    solver = solver_for(cfg)
     if solver.needs_score and not strategy.has_score():
         raise ValueError(
             f"sampler {cfg.sampler} needs the score, which a flow trained with coupled (optimal "
@@ -179,22 +224,7 @@ def sample_batches(
         and levels is not None
         and num_steps <= levels
     )
-    return _batches(
-        strategy,
-        model,
-        solver,
-        key,
-        num_samples,
-        data_dim,
-        num_steps,
-        grid_kind(cfg),
-        levels if snap else None,
-        labels,
-        cfg.guidance_scale,
-        guided_calls(cfg, labels is not None),
-        keep_trajectory,
-        _equal_batches(num_samples, batch_size or BATCH_SIZE),
-    )
+    return solver, num_steps, grid_kind(cfg), levels if snap else None
 
 
 def _equal_batches(num_samples: int, batch_size: int) -> int:
