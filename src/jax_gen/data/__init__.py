@@ -36,8 +36,9 @@ compiles one sampler per (config, batch size) and a training loop can draw batch
 ``lax.scan`` without a host round trip. Points are float32, shape (batch, D) with
 D = :func:`data_dim` (cfg), whatever ``jax_enable_x64`` says.
 
-**Labels.** The Gaussian mixture (4 classes: the component), the two moons (2 classes: the moon)
-and the digits (10 classes: the digit) are labelled. :func:`get_labeled_batch` draws the points
+**Labels.** The Gaussian mixture (4 classes: the component), the 1-D mixture (3 classes: the
+component), the two moons (2 classes: the moon) and the digits (10 classes: the digit) are
+labelled. :func:`get_labeled_batch` draws the points
 together with their int32 labels in {0, ..., K - 1}, K = :func:`num_classes` (cfg), and
 :func:`get_batch` returns exactly the same points for the same key (it is the labelled sampler
 with the labels dropped), so the labels cost an unconditional run nothing and change none of
@@ -71,8 +72,8 @@ in a high-dimensional space. For D = 2 the points are returned unchanged, bit fo
 
 **Modules.** ``registry`` (the record, :func:`register`, and the functions above that look it
 up, with the plane), ``density`` (exact log-densities), ``builtin`` (moons, swiss roll,
-Gaussian mixture), ``silhouettes`` (the cat and users' images), ``files`` (users' points
-files), ``digits``.
+Gaussian mixture, and the 1-D mixture: points of R^1, whose ``native_dim`` is 1),
+``silhouettes`` (the cat and users' images), ``files`` (users' points files), ``digits``.
 """
 
 # Each dataset module registers its configs when imported.
