@@ -62,6 +62,56 @@ def test_every_tutorial_has_a_test():
 # --- tutorials 01-03 ---
 
 
+def test_01_ddpm_from_scratch(tmp_path):
+    printed = run_tutorial("01_ddpm_from_scratch", tmp_path)
+    # The seed-style chain ends far from noise: abar_T = prod(1 - beta), not ~0.
+    seed_abar = np.prod(1 - np.linspace(1e-4, 0.02, 50, dtype=np.float64))
+    assert abs(figure(printed, r"abar at the last step: seed-style ([\d.]+)") - seed_abar) < 1e-4
+    # The library's chain ends at exp(-(beta_min + beta_max) / 2) whatever T.
+    library_abar = np.exp(-(0.1 + 20.0) / 2)
+    last = figure(printed, r"abar at the last step: seed-style [\d.]+, library ([\d.e+-]+)")
+    assert abs(last - library_abar) < 1e-6
+    for steps in (50, 100, 300, 1000):
+        value = figure(printed, rf"chain of T = +{steps}: abar_T = ([\d.e+-]+)")
+        assert abs(value - library_abar) < 1e-7, steps
+    # Hand-written formulas against the library (float32 rounding only).
+    assert figure(printed, r"recursion against the closed form: max difference (\S+)") < 1e-5
+    assert figure(printed, r"schedule against the hand-written one: max difference (\S+)") < 1e-6
+    assert figure(printed, r"posterior step, library against the formula: max diff\w* (\S+)") < 1e-5
+    assert figure(printed, r"lands exactly on x: max \|z_0 - x\| = ([\d.e+-]+)") < 1e-6
+    assert figure(printed, r"max difference per point ([\d.e+-]+)") < 1e-5
+    # The chain run step by step has the closed form's noise level sqrt(1 - abar_T).
+    assert abs(figure(printed, r"sqrt\(abar_T\) x = ([\d.]+)") - np.sqrt(1 - seed_abar)) < 0.04
+    # Its last step is far from N(0, I), the library's is at the floor.
+    seed_far = figure(printed, r"z_T against N\(0, I\), sliced W2: seed-style ([\d.]+)")
+    library_far = figure(printed, r"z_T against N\(0, I\), sliced W2: library ([\d.]+)")
+    normal_floor = figure(printed, r"sliced W2: library [\d.]+ \(floor ([\d.]+)")
+    assert seed_far > 5 * normal_floor and library_far < 1.5 * normal_floor
+    # Both ancestral samplers, by hand and the library's, land on the moons.
+    floor = figure(printed, r"samples against fresh data, .*\(floor ([\d.]+)\)")
+    hand = figure(printed, r"sliced W2: by hand ([\d.]+)")
+    library = figure(printed, r"sliced W2: by hand [\d.]+, library ([\d.]+)")
+    assert hand < 2 * floor and library < 2 * floor
+    # With the ideal denoiser the library's chain lands on the data; the seed-style chain only
+    # from its own q(z_T), not from N(0, I).
+    ideal_library = figure(printed, r"library chain from N\(0, I\): ([\d.]+)")
+    ideal_seed = figure(printed, r"seed-style chain from N\(0, I\): ([\d.]+)")
+    ideal_seed_true = figure(printed, r"seed-style chain from its own q\(z_T\): ([\d.]+)")
+    assert ideal_library < 1.5 * floor and ideal_seed_true < 1.5 * floor
+    assert ideal_seed > 4 * floor
+    assert_pictures(
+        tmp_path / "01_ddpm_from_scratch",
+        [
+            "abar.png",
+            "last_step.png",
+            "posterior.png",
+            "loss.png",
+            "sampling.png",
+            "seed_style_samples.png",
+        ],
+    )
+
+
 # --- tutorials 04-06 ---
 
 
