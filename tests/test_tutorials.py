@@ -153,3 +153,43 @@ def test_04_samplers_and_nfe(tmp_path):
         tmp_path / "04_samplers_and_nfe",
         ["order_of_accuracy.png", "quality_vs_nfe.png", "samples_by_nfe.png"],
     )
+
+
+def test_05_guidance(tmp_path):
+    printed = run_tutorial("05_guidance", tmp_path)
+    rows = {}
+    for match in re.finditer(
+        r"w = ([\d.]+) (network|exact) +NFE +(\d+): on class ([\d.]+), spread ([\d.]+|nan), "
+        r"outward shift ([+-](?:[\d.]+|nan)), sliced W2 ([\d.]+) \(floor ([\d.]+)\)",
+        printed,
+    ):
+        w, name = float(match.group(1)), match.group(2)
+        rows[name, w] = [float(match.group(i)) for i in range(3, 9)]
+    assert len(rows) == 6, printed
+    for name in ("network", "exact"):
+        nfe, share, spread, shift, distance, floor = zip(*(rows[name, w] for w in (0, 1, 3)))
+        # Guidance costs two network calls per evaluation; w = 0 and w = 1 one each.
+        assert nfe == (16, 16, 32)
+        # w = 0 ignores the class: a quarter of the samples land on it, its weight in the
+        # mixture (binomial SE at 500 samples: 0.02); w = 1 and guided w = 3 land on it.
+        assert 0.17 < share[0] < 0.33, name
+        assert share[1] > 0.97 and share[2] > 0.97, name
+        # Guidance sharpens the class and pushes it away from the others.
+        assert spread[2] < spread[1] - 0.07, name
+        assert shift[2] > shift[1] + 0.2, name
+        # The conditional model is near the class's data, guided samples farther from it.
+        assert distance[1] < 3 * floor[1], name
+        assert distance[2] > 3 * distance[1], name
+    # The exact conditional flow (w = 1) ends on N(c_0, 0.3^2 I): its spread and centre.
+    assert abs(rows["exact", 1][2] - 0.3) < 0.03
+    assert abs(rows["exact", 1][3]) < 0.05
+    # The exact guidance term pushes harder on the side facing the other classes at t = 0.2,
+    # the same everywhere at t = 0, and not at all once the classes are apart (t = 0.9).
+    term = {
+        float(m.group(1)): [float(m.group(i)) for i in (2, 3, 4)]
+        for m in re.finditer(r"\n  (\d\.\d) +(-?[\d.]+) +(-?[\d.]+) +(-?[\d.]+)", printed)
+    }
+    assert term[0.2][0] > 2 * term[0.2][2] > 0
+    np.testing.assert_allclose(term[0.0], 3 * np.sqrt(2), atol=0.01)  # |c_0|, the push at t = 0
+    np.testing.assert_allclose(term[0.9], 0, atol=0.01)
+    assert_pictures(tmp_path / "05_guidance", ["guided_samples.png", "guidance_sweep.png"])
