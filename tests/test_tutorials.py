@@ -193,3 +193,39 @@ def test_05_guidance(tmp_path):
     np.testing.assert_allclose(term[0.0], 3 * np.sqrt(2), atol=0.01)  # |c_0|, the push at t = 0
     np.testing.assert_allclose(term[0.9], 0, atol=0.01)
     assert_pictures(tmp_path / "05_guidance", ["guided_samples.png", "guidance_sweep.png"])
+
+
+def test_06_one_step(tmp_path):
+    printed = run_tutorial("06_one_step", tmp_path)
+    # Optimal transport pairs are shorter and cross far less than independent ones.
+    pattern = r"{}\s*: mean squared length ([\d.]+), (\d+) crossing pairs"
+    independent = re.search(pattern.format("independent"), printed)
+    ot_pairs = re.search(pattern.format("optimal transport"), printed)
+    assert float(ot_pairs.group(1)) < 0.6 * float(independent.group(1))
+    assert int(ot_pairs.group(2)) < int(independent.group(2)) / 5
+    # One Euler step of independent flow matching lands on the data's mean, v(0, z) = E[x] - z.
+    point = r"mean \(([+-][\d.]+), ([+-][\d.]+)\), std ([\d.]+)"
+    data = [float(v) for v in re.search(r"data: " + point, printed).groups()]
+    step = [float(v) for v in re.search(r"one Euler step: " + point, printed).groups()]
+    assert abs(step[0] - data[0]) < 0.3 and abs(step[1] - data[1]) < 0.3
+    assert step[2] < 0.4 * data[2]
+    # C2ST at 1 and 2 NFE: every straightening method beats flow matching's one step by far.
+    floor = figure(printed, r"noise floor: C2ST of a second fresh draw ([\d.]+)")
+    assert 0.45 < floor < 0.55
+    c2st = {
+        m.group(1): (float(m.group(2)), float(m.group(3)))
+        for m in re.finditer(r"\n  (.+?) +NFE 1: ([\d.]+) ± [\d.]+ +NFE 2: ([\d.]+)", printed)
+    }
+    assert set(c2st) == {"flow matching", "ot", "reflow", "shortcut"}
+    assert c2st["flow matching"][0] > 0.85
+    assert c2st["ot"][0] < c2st["flow matching"][0] - 0.15
+    assert c2st["reflow"][0] < c2st["flow matching"][0] - 0.15
+    assert c2st["shortcut"][0] < c2st["flow matching"][0] - 0.1
+    for one, two in c2st.values():
+        assert two < one + 0.02
+    many = figure(printed, r"flow matching, 50 Euler steps \(NFE 50\): ([\d.]+)")
+    assert many < c2st["flow matching"][1] - 0.1
+    assert_pictures(
+        tmp_path / "06_one_step",
+        ["crossing_paths.png", "one_step_quality.png", "one_step_samples.png"],
+    )
