@@ -112,6 +112,46 @@ def test_01_ddpm_from_scratch(tmp_path):
     )
 
 
+def test_02_flow_matching(tmp_path):
+    printed = run_tutorial("02_flow_matching", tmp_path)
+    # The path, the Euler loop and the change of time between the two paths, by hand and by
+    # the library.
+    assert figure(printed, r"conditional velocity, library against .*: max difference (\S+)") < 1e-6
+    assert figure(printed, r"Euler by hand against the library's sampler: max diff\w* (\S+)") < 1e-5
+    assert figure(printed, r"rescaled DDPM path at matched times: max difference (\S+)") < 1e-5
+    assert figure(printed, r"log\(alpha / sigma\) of the two at matched times: .* (\S+)") < 1e-3
+    # The closed-form marginal velocity carries noise onto the mixture: a classifier cannot
+    # tell its samples from data (0.5), and no network's loss is below the exact field's.
+    assert figure(printed, r"exact marginal velocity: C2ST ([\d.]+)") < 0.55
+    network = figure(printed, r"loss on a fresh batch: network ([\d.]+)")
+    exact = figure(printed, r"loss on a fresh batch: network [\d.]+, exact field ([\d.]+)")
+    assert exact < network < 1.1 * exact
+    # Trained on the conditional targets, the network is much closer to the marginal field
+    # than the targets themselves are.
+    gap = figure(printed, r"RMS distance to the exact field: network ([\d.]+)")
+    spread = figure(printed, r"conditional targets x - eps ([\d.]+)")
+    assert gap < 0.6 * spread
+    # Each network under its own sampler and the other strategy's lands on the data.
+    for line in (
+        "flow matching network, Euler (its own)",
+        "flow matching network, DDPM-style ancestral",
+        "DDPM network, ancestral (its own)",
+        "DDPM network, Euler on its ODE",
+    ):
+        assert figure(printed, re.escape(line) + r" sampler: C2ST ([\d.]+)") < 0.68, line
+    assert_pictures(
+        tmp_path / "02_flow_matching",
+        [
+            "paths.png",
+            "marginal_field.png",
+            "training.png",
+            "euler.png",
+            "one_path.png",
+            "cross_sampling.png",
+        ],
+    )
+
+
 # --- tutorials 04-06 ---
 
 
