@@ -152,6 +152,40 @@ def test_02_flow_matching(tmp_path):
     )
 
 
+def test_03_x_eps_v(tmp_path):
+    printed = run_tutorial("03_x_eps_v", tmp_path)
+    # The conversions by hand against the library's, their round trips, and the error
+    # amplification through them against the closed-form table.
+    assert figure(printed, r"linear-path conversions, library against .*: max diff (\S+)") < 1e-6
+    for path in ("linear", "DDPM"):
+        line = re.search(rf"round trip on the {path} path.*", printed)
+        assert line, path
+        errors = [float(e) for e in re.findall(r"(?:x|eps|v) (\S+?)(?:,|$)", line.group(0))]
+        assert len(errors) == 3 and max(errors) < 5e-5, line.group(0)
+    assert figure(printed, r"against the table: max relative diff (\S+)") < 1e-3
+    t = figure(printed, r"an error in eps becomes [\d.]+ times as large in x at t = ([\d.]+)")
+    factor = figure(printed, r"an error in eps becomes ([\d.]+) times as large in x")
+    assert abs(factor - (1 - t) / t) < 0.005 * factor  # t is printed to 4 digits
+    # The JiT toy: at D = 2 every prediction draws the roll; at D = 128 x-prediction keeps it
+    # on the plane, eps- and v-prediction leave the samples far off it.
+    cells = {
+        (int(d), p): (float(ratio), float(off))
+        for d, p, ratio, off in re.findall(
+            r"D = +(\d+), +(\w+)-prediction: plane SW2 ([\d.]+)x its floor, off-plane ([\d.]+)",
+            printed,
+        )
+    }
+    assert len(cells) == 6, cells
+    for prediction in ("x", "eps", "v"):
+        assert cells[2, prediction][0] < 2.5, (prediction, cells[2, prediction])
+    x_ratio, x_off = cells[128, "x"]
+    assert x_ratio < 2.5 and x_off < 0.1
+    for prediction in ("eps", "v"):
+        ratio, off = cells[128, prediction]
+        assert ratio > 2 * x_ratio and off > 5, (prediction, ratio, off)
+    assert_pictures(tmp_path / "03_x_eps_v", ["amplification.png", "ambient_dim.png"])
+
+
 # --- tutorials 04-06 ---
 
 
