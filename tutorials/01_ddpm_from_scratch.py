@@ -540,6 +540,8 @@ def ideal_denoiser(strategy):
 
 library_x = create_strategy(DDPMStrategyConfig(num_transport_steps=T, prediction="x"))
 seed_x = create_strategy(dataclasses.replace(SEED_STYLE, prediction="x"))
+# The keys of section 5 again: every chain below starts from the same points and draws the same
+# step noise, so the pictures differ by the chain alone.
 ideal_library = sample(library_x, ideal_denoiser(library_x), sample_key, NUM_POINTS, 2).samples
 ideal_seed = sample(seed_x, ideal_denoiser(seed_x), sample_key, NUM_POINTS, 2).samples
 

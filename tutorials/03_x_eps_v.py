@@ -240,7 +240,7 @@ for dim in DIMS:
     dataset = SwissRollConfig(ambient_dim=dim)
     embedded = get_batch(data_key, dataset, NUM_POINTS)  # (n, dim), the same roll as x above
     off_plane = embedded - from_plane(to_plane(embedded, dataset), dataset)
-    noise = jax.random.normal(eps_key, (NUM_POINTS, dim))
+    noise = jax.random.normal(jax.random.fold_in(eps_key, dim), (NUM_POINTS, dim))
     rms = {
         name: float(jnp.sqrt(jnp.mean(jnp.sum(a**2, axis=1))))
         for name, a in (("x", embedded), ("eps", noise))
