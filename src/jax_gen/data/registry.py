@@ -14,6 +14,7 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, final
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
@@ -153,6 +154,9 @@ def _embed(points: Float[Array, "batch n"], cfg: Any, dim: int) -> Float[Array, 
     return from_plane(points, cfg)
 
 
+# Compiled once per (config, batch size): called eagerly, a sampler's dozen operations would
+# each compile on their own, for every new batch size.
+@functools.partial(jax.jit, static_argnums=(1, 2))
 def get_batch(key: PRNGKeyArray, cfg: Hashable, batch_size: int) -> Float[Array, "batch dim"]:
     """Draws ``batch_size`` i.i.d. points from the dataset ``cfg`` describes.
 
@@ -190,6 +194,7 @@ def get_batch(key: PRNGKeyArray, cfg: Hashable, batch_size: int) -> Float[Array,
     return _embed(points, cfg, dim)
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))
 def get_labeled_batch(
     key: PRNGKeyArray, cfg: Hashable, batch_size: int
 ) -> tuple[Float[Array, "batch dim"], Int[Array, " batch"]]:
