@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image, ImageDraw, ImageFont
 
 from jax_gen.files import atomic_output
-from jax_gen.geometry import Bounds, as_points, square_bounds
+from jax_gen.geometry import Bounds, as_points, line_bounds, square_bounds
 from jax_gen.plots import field_figure, images_to_grid
 
 CAPTION_HEIGHT = 36
@@ -348,10 +348,7 @@ def save_path_gif(
             f"trajectory of shape {trajectory.shape} and frame_times of shape "
             f"{frame_times.shape} must be (states, n, 1) and (states,)"
         )
-    finite = trajectory[np.isfinite(trajectory)]
-    lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
-    span = hi - lo if hi > lo else 1.0
-    bounds = (0.0, 1.0, lo - 0.1 * span, hi + 0.1 * span)
+    bounds = (0.0, 1.0, *line_bounds(trajectory, 0.1))
     font = ImageFont.load_default(size=_CAPTION_FONT_SIZE)
     num_states = trajectory.shape[0]
 

@@ -1,4 +1,5 @@
-"""Point arrays and square plotting windows, shared by the figures, animations and recordings.
+"""Point arrays and plotting windows (a square in the plane, an interval on the line), shared by
+the figures, animations and recordings.
 
 Numpy only: callers hand over host arrays, so nothing here can trigger a compilation.
 """
@@ -17,6 +18,19 @@ def as_points(points: Any, name: str) -> np.ndarray:
     if points.ndim != 2 or points.shape[1] != 2:
         raise ValueError(f"{name} must have shape (n, 2), got {points.shape}")
     return points
+
+
+def line_bounds(values: Any, margin: float) -> tuple[float, float]:
+    """(lo, hi): the least and greatest finite values, each moved out by ``margin`` times
+    hi - lo (times 1 when they are equal; both 0 when no value is finite). For one-dimensional
+    data, as :func:`square_bounds` is for the plane."""
+    if not margin >= 0:
+        raise ValueError(f"margin={margin!r} must be non-negative")
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    flat = flat[np.isfinite(flat)]
+    lo, hi = (float(flat.min()), float(flat.max())) if flat.size else (0.0, 0.0)
+    span = hi - lo if hi > lo else 1.0
+    return lo - margin * span, hi + margin * span
 
 
 def square_bounds(points: np.ndarray, margin: float) -> Bounds:

@@ -26,6 +26,7 @@ from jaxtyping import Float
 from scipy import special
 
 from jax_gen.data import data_dim, has_log_density, log_density
+from jax_gen.geometry import line_bounds
 from jax_gen.likelihood import log_prob
 from jax_gen.parameterization import path_coefficients
 from jax_gen.strategies.base import Model, Strategy
@@ -179,8 +180,4 @@ def window(points: Float[np.ndarray, "..."], size: int, margin: float = 0.1) -> 
     their span on each side (a span of 1 if they are all equal)."""
     if size < 2:
         raise ValueError(f"size={size!r} must be at least 2")
-    finite = np.asarray(points, dtype=np.float64).ravel()
-    finite = finite[np.isfinite(finite)]
-    lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
-    span = hi - lo if hi > lo else 1.0
-    return np.linspace(lo - margin * span, hi + margin * span, size)
+    return np.linspace(*line_bounds(points, margin), size)

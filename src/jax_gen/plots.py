@@ -26,7 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from jax_gen.files import atomic_output
-from jax_gen.geometry import Bounds, as_points, square_bounds
+from jax_gen.geometry import Bounds, as_points, line_bounds, square_bounds
 
 DPI = 100
 SAMPLES_FIGSIZE = (10.0, 5.0)
@@ -410,9 +410,7 @@ def save_histogram_png(
         density: (x, p_data(x)), the data's density on a grid, or None.
     """
     samples, data = _as_line(samples, "samples"), _as_line(data, "data")
-    both = np.concatenate([samples, data])
-    both = both[np.isfinite(both)]
-    lo, hi = (both.min(), both.max()) if both.size else (-1.0, 1.0)
+    lo, hi = line_bounds(np.concatenate([samples, data]), 0.0)
     edges = np.linspace(lo, hi if hi > lo else lo + 1.0, HISTOGRAM_BINS + 1)
     fig = Figure(figsize=SAMPLES_FIGSIZE, dpi=DPI, layout="constrained")
     axes = fig.subplots(1, 2, sharex=True, sharey=True)

@@ -16,6 +16,7 @@ from jax_gen.data import data_dim as dataset_dim
 from jax_gen.data import has_log_density, image_shape, is_planar, log_density
 from jax_gen.evaluation import sampling_keys, with_optimal_variance
 from jax_gen.fields import plane
+from jax_gen.geometry import line_bounds
 from jax_gen.strategies import create_strategy
 
 
@@ -116,7 +117,7 @@ def save_samples_figure(
     if dataset_dim(cfg.dataset) == 1:
         density = None
         if has_log_density(cfg.dataset):
-            xs = np.linspace(*_span(samples, data), 400)
+            xs = np.linspace(*line_bounds(np.concatenate([samples, data]).ravel(), 0.0), 400)
             density = (xs, np.exp(np.asarray(log_density(cfg.dataset, xs[:, None]))))
         plots.save_histogram_png(path, samples, data, title, density)
         return
@@ -140,13 +141,6 @@ def save_samples_figure(
         per_row = min(per_row, max(IMAGES_SHOWN // len(present), 1))
         images = np.concatenate([images[labels[order] == k][:per_row] for k in present])
     plots.save_image_grid(path, images, shape, rows=rows, title=title, row_labels=row_labels)
-
-
-def _span(*arrays) -> tuple[float, float]:
-    """The least and greatest finite values of the arrays (-1, 1 if there are none)."""
-    values = np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays])
-    values = values[np.isfinite(values)]
-    return (float(values.min()), float(values.max())) if values.size else (-1.0, 1.0)
 
 
 def describe(cfg: ExperimentConfig) -> str:
