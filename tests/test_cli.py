@@ -596,6 +596,8 @@ def test_help_is_readable_and_entry_points_work():
         "strategy:ddpm",
         "strategy:flow-matching",
         "dataset:swiss-roll",
+        "dataset:eight-gaussians",
+        "dataset:s-curve",
         "--checkpoint-every",
         "--resume",
     ):
@@ -873,6 +875,17 @@ def test_conditioning_errors(in_tmp, capsys, trained, conditional_mixture):
         code, _, err = run(argv, capsys)
         assert_clean_failure(code, err, fragment)
     assert not (in_tmp / "outputs").exists()
+
+
+@pytest.mark.parametrize("dataset", ["dataset:eight-gaussians", "dataset:s-curve"])
+def test_torchcfm_datasets_train_and_evaluate(in_tmp, capsys, dataset):
+    path = in_tmp / "model.eqx"
+    argv = ["train", "strategy:ddpm", "--strategy.num-transport-steps", "10", *TINY, dataset]
+    code, _, err = run([*argv, *FAST, "--model-path", path], capsys)
+    assert code == 0, err
+    assert checkpoint.load(path).config.dataset == config.DATASETS[dataset.split(":")[1]]()
+    code, _, err = run(["evaluate", "--model-path", path, *EVAL_FAST], capsys)
+    assert code == 0, err
 
 
 def test_digits_end_to_end(in_tmp, capsys):

@@ -14,15 +14,17 @@ import numpy as np
 import pytest
 from PIL import Image
 from scipy.special import logsumexp
-from scipy.stats import multivariate_normal
-from sklearn.datasets import load_digits, make_moons, make_swiss_roll
+from scipy.stats import kstest, multivariate_normal
+from sklearn.datasets import load_digits, make_moons, make_s_curve, make_swiss_roll
 
 from jax_gen.config import DATASETS as DATASET_NAMES
 from jax_gen.config import (
     CatConfig,
     DigitsConfig,
+    EightGaussiansConfig,
     GaussianMixtureConfig,
     MoonConfig,
+    SCurveConfig,
     SwissRollConfig,
     from_dict,
     to_dict,
@@ -46,8 +48,16 @@ from jax_gen.data import (
     support_indicator,
     to_plane,
 )
+from jax_gen.data.builtin import eight_gaussians_centres
 
-DATASETS = [CatConfig(), MoonConfig(), SwissRollConfig(), GaussianMixtureConfig()]
+DATASETS = [
+    CatConfig(),
+    MoonConfig(),
+    SwissRollConfig(),
+    GaussianMixtureConfig(),
+    EightGaussiansConfig(),
+    SCurveConfig(),
+]
 IDS = [type(cfg).__name__ for cfg in DATASETS]
 MOON_CENTRE = np.array([0.5, 0.25])
 ROLL_MEAN = np.array([2.0, 2.0 / (3.0 * math.pi)])
@@ -124,8 +134,10 @@ def test_inside_jitted_scan(cfg):
 @pytest.mark.parametrize("cfg", DATASETS, ids=IDS)
 def test_default_datasets_fit_in_a_box_of_half_width_5(cfg):
     # Not a hard bound for the moons: their tips sit at +-4.5 with noise std 0.15, so one point
-    # in 50 000 lands past 5; at this batch size every dataset stays inside with this key.
-    assert np.max(np.abs(_sample(cfg, 1000))) <= 5.0
+    # in 50 000 lands past 5; at this batch size every dataset stays inside with this key. The
+    # eight Gaussians keep torchcfm's radius 5: their box is the radius plus 6 std.
+    half_width = cfg.radius + 6 * cfg.std if isinstance(cfg, EightGaussiansConfig) else 5.0
+    assert np.max(np.abs(_sample(cfg, 1000))) <= half_width
 
 
 def test_unregistered_config_raises_type_error():
@@ -301,6 +313,161 @@ def test_gaussian_mixture_components():
             r = residual[member]
             assert np.all(np.abs(r.mean(axis=0)) < Z * cfg.std / math.sqrt(count))
             assert np.all(np.abs(r.std(axis=0) - cfg.std) < Z * cfg.std / math.sqrt(2 * count))
+
+
+# ----------------------------------------------------------------------------------------------
+# Eight Gaussians
+# ----------------------------------------------------------------------------------------------
+
+# torchcfm's eight_normal_sample: its centres (in its order) and N(0, sqrt(var) I) noise.
+TORCHCFM_EIGHT_CENTRES = np.array(
+    [
+        (1, 0),
+        (-1, 0),
+        (0, 1),
+        (0, -1),
+        *((a / math.sqrt(2), b / math.sqrt(2)) for a in (1, -1) for b in (1, -1)),
+    ]
+)
+
+
+def _torchcfm_eight_gaussians(n, seed, scale=5.0, var=0.1):
+    """torchcfm's ``eight_normal_sample(n, 2, scale, var)`` in NumPy, and the centre drawn."""
+    rng = np.random.default_rng(seed)
+    component = rng.integers(0, 8, size=n)
+    noise = rng.multivariate_normal(np.zeros(2), math.sqrt(var) * np.eye(2), size=n)
+    centres = scale * TORCHCFM_EIGHT_CENTRES[component]
+    return centres + noise, centres
+
+
+def test_eight_gaussians_centres_are_on_the_circle_at_multiples_of_45_degrees():
+    cfg = EightGaussiansConfig(radius=2.5)
+    centres = eight_gaussians_centres(cfg)
+    assert centres.shape == (8, 2) and centres.dtype == np.float64
+    np.testing.assert_allclose(np.hypot(*centres.T), 2.5, rtol=1e-12)
+    angles = np.arctan2(centres[:, 1], centres[:, 0]) % (2 * math.pi)
+    np.testing.assert_allclose(angles, np.arange(8) * math.pi / 4, atol=1e-12)
+
+
+def test_eight_gaussians_defaults_are_torchcfms():
+    cfg = EightGaussiansConfig()
+    # The same eight centres as torchcfm's scale-5 ones, as a set.
+    ours = np.round(eight_gaussians_centres(cfg), 9)
+    theirs = np.round(5.0 * TORCHCFM_EIGHT_CENTRES, 9)
+    np.testing.assert_array_equal(np.unique(ours, axis=0), np.unique(theirs, axis=0))
+    # The component std is 0.1^(1/4): torchcfm passes sqrt(var) as the covariance.
+    assert abs(cfg.std - 0.5623) < 1e-4
+    n = 20_000
+    points, labels = _labeled(cfg, n, seed=4)
+    reference, reference_centres = _torchcfm_eight_gaussians(n, seed=0)
+    _assert_same_moments(points, reference)
+    residual = points - eight_gaussians_centres(cfg)[labels]
+    _assert_same_moments(residual, reference - reference_centres)
+
+
+def test_eight_gaussians_components():
+    cfg = EightGaussiansConfig(radius=4.0, std=0.7)
+    n = 40_000
+    points, labels = _labeled(cfg, n, seed=2)
+    centres = 4.0 * np.stack(
+        [np.cos(np.arange(8) * math.pi / 4), np.sin(np.arange(8) * math.pi / 4)], 1
+    )
+    for k in range(8):
+        member = points[labels == k].astype(np.float64)
+        count = len(member)
+        # Equal weights: each label's frequency is 1/8 within 4 standard errors.
+        assert abs(count / n - 1 / 8) < 4 * math.sqrt(1 / 8 * 7 / 8 / n), (k, count)
+        # Each label's points are N(centre_k, std^2 I).
+        se_mean = cfg.std / math.sqrt(count)
+        assert np.all(np.abs(member.mean(axis=0) - centres[k]) < Z * se_mean), k
+        se_std = cfg.std / math.sqrt(2 * count)
+        assert np.all(np.abs(member.std(axis=0) - cfg.std) < Z * se_std), k
+        correlation = np.corrcoef(member, rowvar=False)[0, 1]
+        assert abs(correlation) < Z / math.sqrt(count), k
+
+
+def test_eight_gaussians_log_density_integrates_to_one_and_matches_scipy():
+    cfg = EightGaussiansConfig()
+    # The midpoint rule on a Gaussian with spacing h = std / 5 errs by ~exp(-2 pi^2 25): nothing.
+    h = cfg.std / 5
+    edge = cfg.radius + 8 * cfg.std
+    axis = np.arange(-edge, edge, h) + h / 2
+    grid = np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(-1, 2)
+    log_p = np.asarray(log_density(cfg, grid), dtype=np.float64)
+    assert log_p.shape == (len(grid),)
+    assert abs(np.exp(log_p).sum() * h**2 - 1.0) < 1e-4
+
+    angles = np.arange(8) * math.pi / 4
+    centres = cfg.radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    x = _sample(cfg, 500, seed=3).astype(np.float64)
+    x = np.concatenate([x, [[0.0, 0.0], [10.0, -7.0], [3.0, 3.0]]])
+    components = [multivariate_normal(c, cfg.std**2 * np.eye(2)).logpdf(x) for c in centres]
+    theirs = logsumexp(np.stack(components), axis=0) - math.log(8)
+    np.testing.assert_allclose(np.asarray(log_density(cfg, x)), theirs, rtol=1e-5, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------
+# S-curve
+# ----------------------------------------------------------------------------------------------
+
+
+def _sklearn_s_curve(n, seed, noise=0.05):
+    """torchcfm's S-curve: columns 0 and 2 of ``make_s_curve(n, noise=noise)``, times 1.5."""
+    return make_s_curve(n, noise=noise, random_state=seed)[0][:, [0, 2]] * 1.5
+
+
+def _sliced_w2(a, b, directions):
+    """The W2 distance of the projections of a and b (equally many points) on each direction."""
+    return np.array([np.sqrt(np.mean((np.sort(a @ d) - np.sort(b @ d)) ** 2)) for d in directions])
+
+
+def test_s_curve_matches_sklearn():
+    n = 10_000
+    ours = _sample(SCurveConfig(), n).astype(np.float64)
+    theirs = _sklearn_s_curve(n, seed=0)
+    _assert_same_moments(ours, theirs)
+    # Each axis and both diagonals: W2 against scikit-learn's within 3 times the mean W2
+    # between two of scikit-learn's own draws.
+    angles = np.array([0.0, 0.5, 0.25, -0.25]) * math.pi
+    directions = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    floors = [
+        _sliced_w2(_sklearn_s_curve(n, seed), _sklearn_s_curve(n, seed + 1), directions)
+        for seed in (1, 3, 5, 7)
+    ]
+    floor = np.mean(floors, axis=0)
+    w2 = _sliced_w2(ours, theirs, directions)
+    assert np.all(w2 < 3 * floor), (w2, floor)
+
+
+def test_s_curve_is_centred_with_the_exact_covariance():
+    cfg = SCurveConfig()
+    x = _sample(cfg, 1_000_000).astype(np.float64)
+    # t ~ U[-3 pi / 2, 3 pi / 2]: E[sin^2 t] = 1/2, E[(cos t - 1)^2] = 3/2 + 4 / (3 pi) (as
+    # E[cos t] = -2 / (3 pi) and E[cos^2 t] = 1/2), E[sign(t) sin t (cos t - 1)] = -1 / (3 pi).
+    curve = np.array([[0.5, -1 / (3 * math.pi)], [-1 / (3 * math.pi), 1.5 + 4 / (3 * math.pi)]])
+    covariance = cfg.scale**2 * (curve + cfg.noise**2 * np.eye(2))
+    mean_se, cov_se = _moment_standard_errors(x)
+    assert np.all(np.abs(x.mean(axis=0)) < Z * mean_se)
+    assert np.all(np.abs(np.cov(x, rowvar=False) - covariance) < Z * cov_se)
+
+
+def test_noiseless_s_curve_lies_on_the_curve():
+    cfg = SCurveConfig(noise=0.0, scale=2.0)
+    q = _sample(cfg, 5000).astype(np.float64) / cfg.scale
+    # The point of parameter t is (sin t, sign(t) (cos t - 1)): for t > 0 (lower half) the unit
+    # circle about (0, -1), for t < 0 (upper half) the one about (0, 1).
+    lower = q[:, 1] <= 0
+    centre_y = np.where(lower, -1.0, 1.0)
+    np.testing.assert_allclose(np.hypot(q[:, 0], q[:, 1] - centre_y), 1.0, atol=1e-5)
+    # The parameter read back from the point, (sin t, cos t) = (x, 1 + z) or (x, 1 - z), lies in
+    # [-3 pi / 2, 3 pi / 2], is uniform there, and gives the point back.
+    angle = np.arctan2(q[:, 0], 1 - np.abs(q[:, 1])) % (2 * math.pi)
+    t = np.where(lower, angle, angle - 2 * math.pi)
+    t = np.where(np.abs(q).max(axis=1) < 1e-6, 0.0, t)  # the origin is t = 0 on either arc
+    assert np.all(np.abs(t) <= 1.5 * math.pi + 1e-4)
+    assert kstest(t, "uniform", args=(-1.5 * math.pi, 3 * math.pi)).pvalue > 1e-6
+    curve = np.stack([np.sin(t), np.sign(t) * (np.cos(t) - 1)], axis=1)
+    np.testing.assert_allclose(q, curve, atol=1e-4)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -481,7 +648,9 @@ def test_embedded_batch_inside_jitted_scan():
     np.testing.assert_allclose(to_plane_jit(batches[0], cfg), to_plane(batches[0], cfg), atol=1e-6)
 
 
-@pytest.mark.parametrize("config_class", [CatConfig, MoonConfig, SwissRollConfig])
+@pytest.mark.parametrize(
+    "config_class", [CatConfig, MoonConfig, SwissRollConfig, EightGaussiansConfig, SCurveConfig]
+)
 @pytest.mark.parametrize("dim", [1, 0, 2.0])
 def test_ambient_dim_below_two_or_not_int_is_rejected(config_class, dim):
     with pytest.raises(ValueError, match="ambient_dim"):
@@ -581,7 +750,14 @@ def test_cat_log_density_is_uniform_on_the_dark_pixels():
 def test_log_density_unknown_or_degenerate_raises_not_implemented():
     x = np.zeros((3, 2), dtype=np.float32)
     assert has_log_density(GaussianMixtureConfig()) and has_log_density(CatConfig())
-    for cfg in (MoonConfig(), SwissRollConfig(), GaussianMixtureConfig(ambient_dim=3)):
+    assert has_log_density(EightGaussiansConfig())
+    unknown = (
+        MoonConfig(),
+        SwissRollConfig(),
+        SCurveConfig(),
+        GaussianMixtureConfig(ambient_dim=3),
+    )
+    for cfg in (*unknown, EightGaussiansConfig(ambient_dim=3)):
         assert not has_log_density(cfg)
         with pytest.raises(NotImplementedError):
             log_density(cfg, x)
@@ -598,10 +774,12 @@ LABELED = [
     GaussianMixtureConfig(),
     MoonConfig(),
     DigitsConfig(),
+    EightGaussiansConfig(),
     GaussianMixtureConfig(ambient_dim=5),
     MoonConfig(ambient_dim=3),
+    EightGaussiansConfig(ambient_dim=3),
 ]
-LABELED_IDS = ["mixture", "moons", "digits", "mixture-5d", "moons-3d"]
+LABELED_IDS = ["mixture", "moons", "digits", "eight", "mixture-5d", "moons-3d", "eight-3d"]
 labeled_batch = jax.jit(get_labeled_batch, static_argnums=(1, 2))
 
 
@@ -635,12 +813,21 @@ def test_number_of_classes_per_dataset():
     assert num_classes(GaussianMixtureConfig()) == 4
     assert num_classes(MoonConfig(ambient_dim=4)) == 2
     assert num_classes(DigitsConfig()) == 10
+    assert num_classes(EightGaussiansConfig(ambient_dim=3)) == 8
     assert num_classes(CatConfig()) == num_classes(SwissRollConfig()) == 0
+    assert num_classes(SCurveConfig()) == 0
 
 
-@pytest.mark.parametrize("cfg", [CatConfig(), SwissRollConfig(ambient_dim=3)], ids=["cat", "roll"])
-def test_unlabelled_datasets_refuse_labels(cfg):
-    name = "cat" if isinstance(cfg, CatConfig) else "swiss-roll"
+@pytest.mark.parametrize(
+    "cfg, name",
+    [
+        (CatConfig(), "cat"),
+        (SwissRollConfig(ambient_dim=3), "swiss-roll"),
+        (SCurveConfig(), "s-curve"),
+    ],
+    ids=["cat", "roll", "s-curve"],
+)
+def test_unlabelled_datasets_refuse_labels(cfg, name):
     with pytest.raises(ValueError, match=f"dataset {name} has no labels"):
         get_labeled_batch(jax.random.key(0), cfg, 8)
     with pytest.raises(ValueError, match="no labels"):

@@ -23,7 +23,7 @@ from jax_gen.models import (
 )
 
 MODEL_CONFIGS = [
-    MLPConfig(hidden_dim=32, depth=2),
+    MLPConfig(hidden_dim=32, depth=2, activation="selu"),
     MLPConfig(hidden_dim=32, depth=3, activation="relu"),
     ResNetConfig(hidden_dim=32, num_blocks=2),
     ResNetConfig(hidden_dim=32, num_blocks=1, use_layer_norm=False, activation="swish"),

@@ -33,6 +33,7 @@ from jax_gen.config import (
     DatasetConfig,
     ExperimentConfig,
     FlowMatchingStrategyConfig,
+    NormalSourceConfig,
     SamplerConfig,
     name_of,
     time_frequency,
@@ -44,6 +45,7 @@ from jax_gen.data import get_batch
 from jax_gen.models import create_model
 from jax_gen.sampling import sample
 from jax_gen.strategies import Strategy, create_strategy, measure_on_data
+from jax_gen.strategies.flow_matching import check_source as check_source_dim
 from jax_gen.train import (
     TrainState,
     init_train_state,
@@ -155,13 +157,10 @@ def load_teacher(config: ExperimentConfig) -> Teacher | None:
             "or DDPM checkpoint"
         )
     # The pairs' eps are the teacher's source draws: the flow samples from its own source.
-    if (
-        type(teacher).sample_from_source_distribution
-        is not type(student).sample_from_source_distribution
-    ):
+    if teacher.source_name() != student.source_name():
         raise ValueError(
-            f"reflow teacher {path} ({kind}) starts from another source than the flow's N(0, I); "
-            "use a flow matching or DDPM checkpoint"
+            f"reflow teacher {path} ({kind}) starts from {teacher.source_name()}, the flow from "
+            f"{student.source_name()}; use a flow matching or DDPM checkpoint with its source"
         )
     if config.train.conditional:
         raise ValueError("reflow trains unconditionally on its teacher's pairs: conditional=True")
@@ -322,6 +321,16 @@ def check_dataset(dataset: DatasetConfig) -> None:
     get_batch(jax.random.key(0), dataset, 1)
 
 
+def check_source(config: ExperimentConfig) -> None:
+    """Raises ``ValueError`` (one line) if the strategy starts from a dataset that cannot start a
+    path to ``config.dataset``: a missing or bad file, or points of another dimension."""
+    source = getattr(config.strategy, "source", None)
+    if source is None or isinstance(source, NormalSourceConfig):
+        return
+    check_dataset(source)
+    check_source_dim(source, dataset_dim(config.dataset))
+
+
 MEASURE_POINTS = 10_000
 """Data points a strategy's data statistics (score matching's source mean) are measured on."""
 
@@ -466,6 +475,7 @@ def fit(
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed))
     train_cfg = config.train
     check_dataset(config.dataset)
+    check_source(config)
     keys = run_keys(train_cfg.seed, key=key)
     if state is None:
         current = init_state(config, key=key)

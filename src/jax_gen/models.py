@@ -33,7 +33,12 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 from jax_gen.config import MLPConfig, ResNetConfig
 from jax_gen.config.models import DEFAULT_TIME_FREQUENCY
 
-ACTIVATIONS = {"gelu": jax.nn.gelu, "relu": jax.nn.relu, "swish": jax.nn.swish}
+ACTIVATIONS = {
+    "gelu": jax.nn.gelu,
+    "relu": jax.nn.relu,
+    "swish": jax.nn.swish,
+    "selu": jax.nn.selu,
+}
 
 
 def _time_frequency(cfg) -> float:

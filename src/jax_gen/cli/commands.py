@@ -13,14 +13,18 @@ import tyro
 from jax_gen.config import (
     DATASETS,
     MODELS,
+    SOURCES,
     STRATEGIES,
     CatConfig,
     DDPMStrategyConfig,
+    FlowMatchingStrategyConfig,
     MLPConfig,
+    NormalSourceConfig,
     OptimizerConfig,
     SamplerConfig,
     TrainConfig,
     deferred_validation,
+    name_of,
 )
 
 
@@ -36,6 +40,7 @@ def _choice(registry: dict[str, type]) -> Any:
 StrategyChoice = _choice(STRATEGIES)
 ModelChoice = _choice(MODELS)
 DatasetChoice = _choice(DATASETS)
+SourceChoice = _choice(SOURCES)
 
 
 def _positive(obj: Any, *names: str) -> None:
@@ -64,10 +69,14 @@ class TrainCommand:
     strategy: StrategyChoice = DDPMStrategyConfig()
     model: ModelChoice = MLPConfig()
     dataset: DatasetChoice = CatConfig()
+    source: SourceChoice = NormalSourceConfig()
+    """Where the path starts (t=0): N(0, I) (`source:normal`), or any dataset, whose points
+    flow matching then carries onto the data (`source:eight-gaussians`)."""
     optimizer: OptimizerConfig = OptimizerConfig()
     train: Annotated[TrainConfig, tyro.conf.arg(name="")] = TrainConfig()
     model_path: Path | None = None
-    """Checkpoint to write (default: outputs/<dataset>_<strategy>.eqx)."""
+    """Checkpoint to write (default: outputs/<dataset>_<strategy>.eqx, or
+    outputs/<dataset>-from-<source>_<strategy>.eqx)."""
     checkpoint_every: int = 0
     """Also save the checkpoint every this many steps (0: at the end and on Ctrl-C only)."""
     resume: bool = False
@@ -96,6 +105,13 @@ class TrainCommand:
     def validate(self) -> None:
         """Raises ``ValueError`` naming the first invalid option."""
         _positive(self, "num_samples", "num_eval_samples")
+        if not isinstance(self.source, NormalSourceConfig) and not isinstance(
+            self.strategy, FlowMatchingStrategyConfig
+        ):
+            raise ValueError(
+                f"source:{name_of(self.source)} needs strategy:flow-matching; "
+                f"{name_of(self.strategy)}'s path starts from its own Gaussian source"
+            )
         if self.num_devices is not None:
             _positive(self, "num_devices")
         given = [self.coordinator_address, self.num_processes, self.process_id]

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from jax_gen import checkpoint, plots, recording
 from jax_gen.cli.commands import RerunOptions, SamplingOptions
-from jax_gen.config import ExperimentConfig, SamplerConfig, name_of
+from jax_gen.config import ExperimentConfig, NormalSourceConfig, SamplerConfig, name_of
 from jax_gen.data import data_dim as dataset_dim
 from jax_gen.data import has_log_density, image_shape, is_planar, log_density
 from jax_gen.evaluation import sampling_keys, with_optimal_variance
@@ -26,9 +26,14 @@ def say(message: str) -> None:
 
 
 def default_model_path(cfg: ExperimentConfig) -> Path:
-    """outputs/<dataset>_<strategy>.eqx (..._reflow.eqx for a reflow, so it keeps its teacher)."""
+    """outputs/<dataset>_<strategy>.eqx (..._reflow.eqx for a reflow, so it keeps its teacher;
+    <dataset>-from-<source>_... for a source other than N(0, I))."""
     reflow = "_reflow" if getattr(cfg.strategy, "coupling", None) == "reflow" else ""
-    return Path("outputs") / f"{name_of(cfg.dataset)}_{name_of(cfg.strategy)}{reflow}.eqx"
+    data = name_of(cfg.dataset)
+    source = getattr(cfg.strategy, "source", NormalSourceConfig())
+    if not isinstance(source, NormalSourceConfig):
+        data += f"-from-{name_of(source)}"
+    return Path("outputs") / f"{data}_{name_of(cfg.strategy)}{reflow}.eqx"
 
 
 def beside(model_path: Path, suffix: str) -> Path:
@@ -95,6 +100,9 @@ def describe_sampling(
     s = cfg.strategy
     name = "" if sampler.sampler == "default" else f", {sampler.sampler} sampler"
     text = f"{name_of(s)}, {s.prediction}-prediction{name}, NFE {nfe}"
+    source = getattr(s, "source", NormalSourceConfig())
+    if not isinstance(source, NormalSourceConfig):
+        text += f", from {name_of(source)}"
     if sampler.optimal_variance:
         text += ", optimal variance"
     if cfg.train.conditional:
@@ -145,7 +153,13 @@ def save_samples_figure(
 
 def describe(cfg: ExperimentConfig) -> str:
     s = cfg.strategy
-    return f"{name_of(s)}, {s.prediction}-prediction, {s.num_transport_steps} steps"
+    text = f"{name_of(s)}, {s.prediction}-prediction, {s.num_transport_steps} steps"
+    if getattr(s, "coupling", "independent") != "independent":
+        text += f", {s.coupling} coupling"
+    source = getattr(s, "source", NormalSourceConfig())
+    if not isinstance(source, NormalSourceConfig):
+        text += f", from {name_of(source)}"
+    return text
 
 
 def open_rerun(options: RerunOptions, model_path: Path, app: str):

@@ -30,6 +30,12 @@ def run_evaluate(cmd: EvaluateCommand) -> None:
             "for the probability-flow ODE (no NLL, no density map)"
         )
         nll_points = 0
+    if nll_points and not strategy.has_source_density():
+        say(
+            f"note: no likelihood from the source {name_of(cfg.strategy.source)}, whose density "
+            "is not known in closed form (no NLL, no density map)"
+        )
+        nll_points = 0
     heat_map = nll_points > 0 and cmd.density_resolution > 0 and is_planar(cfg.dataset)
     if heat_map:
         check_output_path(density_path, "--output-density-path")

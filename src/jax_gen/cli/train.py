@@ -1,5 +1,6 @@
 """``jax-gen train``: fit a config, save its checkpoint, loss curve and samples figure."""
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -20,10 +21,18 @@ from jax_gen.cli.common import (
     save_samples_figure,
     say,
 )
-from jax_gen.config import ExperimentConfig, name_of
+from jax_gen.config import ExperimentConfig, NormalSourceConfig, StrategyConfig, name_of
 from jax_gen.data import data_dim as dataset_dim
 from jax_gen.data import is_planar
-from jax_gen.engine import Interrupted, check_dataset, fit, is_reflow, load_teacher, run_keys
+from jax_gen.engine import (
+    Interrupted,
+    check_dataset,
+    check_source,
+    fit,
+    is_reflow,
+    load_teacher,
+    run_keys,
+)
 from jax_gen.evaluation import summarize_fit
 from jax_gen.fields import plane
 from jax_gen.files import check_output_path
@@ -33,17 +42,26 @@ from jax_gen.sampling import sample
 from jax_gen.train import check_conditioning
 
 
+def strategy_of(cmd: TrainCommand) -> StrategyConfig:
+    """The strategy config with the command's source (``source:`` applies to flow matching,
+    whose config carries it; the command's validation refuses it for the others)."""
+    if isinstance(cmd.source, NormalSourceConfig):
+        return cmd.strategy
+    return dataclasses.replace(cmd.strategy, source=cmd.source)
+
+
 def run_train(cmd: TrainCommand) -> None:
     if cmd.distributed:  # before anything touches a device
         jax.distributed.initialize(cmd.coordinator_address, cmd.num_processes, cmd.process_id)
     writer = jax.process_index() == 0  # one process writes the files
-    cfg = ExperimentConfig(cmd.strategy, cmd.model, cmd.dataset, cmd.optimizer, cmd.train)
+    cfg = ExperimentConfig(strategy_of(cmd), cmd.model, cmd.dataset, cmd.optimizer, cmd.train)
     model_path = cmd.model_path or default_model_path(cfg)
     defaults = TrainCommand()
     saved = None
     if cmd.resume:
         saved = checkpoint.load(model_path)
-        for group in ("strategy", "model", "dataset", "optimizer"):
+        check_agrees(cfg.strategy, defaults.strategy, saved.config.strategy, "strategy")
+        for group in ("model", "dataset", "optimizer"):
             check_agrees(
                 getattr(cmd, group), getattr(defaults, group), getattr(saved.config, group), group
             )
@@ -58,6 +76,7 @@ def run_train(cmd: TrainCommand) -> None:
     ):
         check_output_path(path, flag)
     check_dataset(cfg.dataset)
+    check_source(cfg)
     check_conditioning(cfg.dataset, cfg.train)
     if is_reflow(cfg):
         load_teacher(cfg)  # its errors now, before training starts

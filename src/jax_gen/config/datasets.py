@@ -78,6 +78,54 @@ class GaussianMixtureConfig(Validated):
         _check_ambient_dim(self)
 
 
+@dataclass(frozen=True)
+class EightGaussiansConfig(Validated):
+    """Eight equally weighted Gaussians centred on a circle, torchcfm's ``8gaussians``.
+
+    Component k (the label, k = 0..7) is N(radius (cos(k pi / 4), sin(k pi / 4)), std^2 I).
+    torchcfm's ``sample_8gaussians`` is ``eight_normal_sample(n, 2, scale=5, var=0.1)``, which
+    passes sqrt(var) I as the covariance matrix of torch's ``MultivariateNormal``: each
+    component's covariance is sqrt(0.1) I, so its standard deviation is 0.1^(1/4) = 0.5623,
+    not sqrt(0.1). The defaults are that distribution. The points reach about radius + 4 std
+    (7.2 by default) from the origin.
+    """
+
+    radius: float = 5.0
+    """Distance of every centre from the origin."""
+    std: float = 0.1**0.25
+    """Standard deviation of every component (0.1^(1/4) = 0.5623, as torchcfm draws them)."""
+    ambient_dim: int = 2
+    """Dimension D of the points: the 2-D data embedded by a fixed random orthonormal map."""
+
+    def validate(self) -> None:
+        _check_positive(self, "radius", "std")
+        _check_ambient_dim(self)
+
+
+@dataclass(frozen=True)
+class SCurveConfig(Validated):
+    """The S-curve (torchcfm's ``scurve``): columns 0 and 2 of scikit-learn's S-curve, times 1.5.
+
+    ``sklearn.datasets.make_s_curve(noise=sigma)`` draws t uniform on [-3 pi / 2, 3 pi / 2] and
+    puts the point at (sin t, sign(t) (cos t - 1)) + N(0, sigma^2 I) in those two columns; the
+    points are that times `scale`. The curve is centred: E[sin t] = 0 and
+    E[sign(t) (cos t - 1)] = 0, both integrands being odd in t. It spans [-1, 1] x [-2, 2]
+    before scaling ([-1.5, 1.5] x [-3, 3] by default). No labels.
+    """
+
+    noise: float = 0.05
+    """Standard deviation of the Gaussian noise added before scaling."""
+    scale: float = 1.5
+    """Multiplier applied to the noisy curve."""
+    ambient_dim: int = 2
+    """Dimension D of the points: the 2-D data embedded by a fixed random orthonormal map."""
+
+    def validate(self) -> None:
+        _check_non_negative(self, "noise")
+        _check_positive(self, "scale")
+        _check_ambient_dim(self)
+
+
 MIXTURE_1D_WEIGHTS = (0.3, 0.2, 0.5)
 """The weights of the 1-D mixture's components, centred at -scale, 0 and +scale in that order."""
 
@@ -172,6 +220,8 @@ DatasetConfig = (
     | MoonConfig
     | SwissRollConfig
     | GaussianMixtureConfig
+    | EightGaussiansConfig
+    | SCurveConfig
     | GaussianMixture1DConfig
     | DigitsConfig
     | PointsConfig

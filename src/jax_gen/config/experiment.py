@@ -10,11 +10,13 @@ from jax_gen.config.datasets import (
     CatConfig,
     DatasetConfig,
     DigitsConfig,
+    EightGaussiansConfig,
     GaussianMixture1DConfig,
     GaussianMixtureConfig,
     ImageConfig,
     MoonConfig,
     PointsConfig,
+    SCurveConfig,
     SwissRollConfig,
 )
 from jax_gen.config.models import MLPConfig, ModelConfig, ResNetConfig
@@ -24,6 +26,7 @@ from jax_gen.config.strategies import (
     DDPMStrategyConfig,
     FlowMatchingStrategyConfig,
     MeanFlowStrategyConfig,
+    NormalSourceConfig,
     ScoreMatchingStrategyConfig,
     ShortcutStrategyConfig,
     StrategyConfig,
@@ -60,6 +63,8 @@ DATASETS: dict[str, type] = {
     "moon": MoonConfig,
     "swiss-roll": SwissRollConfig,
     "gaussian-mixture": GaussianMixtureConfig,
+    "eight-gaussians": EightGaussiansConfig,
+    "s-curve": SCurveConfig,
     "gaussian-mixture-1d": GaussianMixture1DConfig,
     "digits": DigitsConfig,
     "points": PointsConfig,
@@ -67,9 +72,15 @@ DATASETS: dict[str, type] = {
 }
 
 
+SOURCES: dict[str, type] = {"normal": NormalSourceConfig, **DATASETS}
+"""Where flow matching's path may start: N(0, I) (``source:normal``, the default) or any
+dataset."""
+
+
 def name_of(config: Any) -> str:
-    """The short name of a strategy, model or dataset config (``"ddpm"``, ``"mlp"``, ...)."""
-    for registry in (STRATEGIES, MODELS, DATASETS):
+    """The short name of a strategy, model, dataset or source config (``"ddpm"``, ``"mlp"``,
+    ...)."""
+    for registry in (STRATEGIES, MODELS, SOURCES):
         for name, cls in registry.items():
             if type(config) is cls:
                 return name
@@ -85,7 +96,7 @@ _ALL_CONFIGS: dict[str, type] = {
     for cls in (
         *STRATEGIES.values(),
         *MODELS.values(),
-        *DATASETS.values(),
+        *SOURCES.values(),
         SamplerConfig,
         OptimizerConfig,
         TrainConfig,

@@ -6,7 +6,7 @@ from typing import Literal
 
 from jax_gen.config.base import Validated, _check_choice, _check_non_negative, _check_positive
 
-Activation = Literal["gelu", "relu", "swish"]
+Activation = Literal["gelu", "relu", "swish", "selu"]
 
 DEFAULT_TIME_FREQUENCY = 100.0
 """The time embedding's highest frequency when neither the model nor the strategy sets one."""

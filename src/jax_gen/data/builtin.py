@@ -1,5 +1,5 @@
-"""The built-in datasets: two moons, the swiss roll, the Gaussian mixture (2-D) and the 1-D
-mixture."""
+"""The built-in datasets: two moons, the swiss roll, the Gaussian mixture (2-D), the eight
+Gaussians, the S-curve and the 1-D mixture."""
 
 import math
 
@@ -9,9 +9,11 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from jax_gen.config import (
+    EightGaussiansConfig,
     GaussianMixture1DConfig,
     GaussianMixtureConfig,
     MoonConfig,
+    SCurveConfig,
     SwissRollConfig,
 )
 from jax_gen.config.datasets import MIXTURE_1D_WEIGHTS
@@ -153,6 +155,84 @@ def _log_density_gaussian_mixture(
 
 
 # ----------------------------------------------------------------------------------------------
+# Eight Gaussians on a circle
+# ----------------------------------------------------------------------------------------------
+
+_EIGHT = 8
+
+
+def eight_gaussians_centres(cfg: EightGaussiansConfig) -> np.ndarray:
+    """The centres of the eight Gaussians, row k that of label k, in the plane.
+
+    Args:
+        cfg: the eight Gaussians' config.
+
+    Returns:
+        A new float64 array of shape (8, 2): radius (cos(k pi / 4), sin(k pi / 4)), k = 0..7,
+        in 2-D plane coordinates (:func:`from_plane` embeds them when ``ambient_dim`` > 2).
+    """
+    angles = np.arange(_EIGHT) * (2 * math.pi / _EIGHT)
+    return cfg.radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+def _sample_eight_gaussians(
+    key: PRNGKeyArray, cfg: EightGaussiansConfig, batch_size: int
+) -> tuple[Float[Array, "batch 2"], Int[Array, " batch"]]:
+    """x = m_k + std * eps, k uniform on {0, ..., 7}, eps ~ N(0, I); the label is k.
+
+    m_k = radius (cos(k pi / 4), sin(k pi / 4)) (:func:`eight_gaussians_centres`).
+    """
+    key_component, key_noise = jax.random.split(key)
+    labels = jax.random.randint(key_component, (batch_size,), 0, _EIGHT, dtype=jnp.int32)
+    noise = jax.random.normal(key_noise, (batch_size, 2), dtype=_DTYPE)
+    centres = jnp.asarray(eight_gaussians_centres(cfg), _DTYPE)
+    return centres[labels] + cfg.std * noise, labels
+
+
+def _eight_gaussians_frequencies(cfg: EightGaussiansConfig) -> np.ndarray:
+    return np.full(_EIGHT, 1.0 / _EIGHT)
+
+
+def _log_density_eight_gaussians(
+    cfg: EightGaussiansConfig, x: Float[Array, "n 2"]
+) -> Float[Array, " n"]:
+    """log p(x) = log sum_k (1/8) N(x; m_k, std^2 I), over the eight centres m_k.
+
+    Evaluated as logsumexp_k(-|x - m_k|^2 / (2 std^2)) - log 8 - log(2 pi std^2).
+    """
+    centres = jnp.asarray(eight_gaussians_centres(cfg), x.dtype)
+    squared = jnp.sum((x[:, None, :] - centres) ** 2, axis=-1)
+    log_normaliser = math.log(_EIGHT) + math.log(2 * math.pi * cfg.std**2)
+    return jax.scipy.special.logsumexp(-squared / (2 * cfg.std**2), axis=1) - log_normaliser
+
+
+# ----------------------------------------------------------------------------------------------
+# S-curve
+# ----------------------------------------------------------------------------------------------
+
+
+def _sample_s_curve(
+    key: PRNGKeyArray, cfg: SCurveConfig, batch_size: int
+) -> Float[Array, "batch 2"]:
+    """Columns 0 and 2 of scikit-learn's S-curve, times ``cfg.scale``.
+
+    ``sklearn.datasets.make_s_curve(noise=sigma)`` draws t = 3 pi (u - 1/2), u ~ U(0, 1), and
+    its columns 0 and 2 are (sin t, sign(t) (cos t - 1)) + N(0, sigma^2 I). Here
+
+        x = scale * ((sin t, sign(t) (cos t - 1)) + sigma * eps),   eps ~ N(0, I).
+
+    The noiseless curve is two arcs of unit circles, centred at (0, -1) for t > 0 and (0, 1)
+    for t < 0, meeting at the origin; its mean is 0 (both coordinates are odd in t).
+    """
+    key_position, key_noise = jax.random.split(key)
+    u = jax.random.uniform(key_position, (batch_size,), dtype=_DTYPE)
+    t = 3 * math.pi * (u - 0.5)
+    curve = jnp.stack([jnp.sin(t), jnp.sign(t) * (jnp.cos(t) - 1)], axis=1)
+    noise = cfg.noise * jax.random.normal(key_noise, (batch_size, 2), dtype=_DTYPE)
+    return (curve + noise) * jnp.asarray(cfg.scale, _DTYPE)
+
+
+# ----------------------------------------------------------------------------------------------
 # Gaussian mixture on the line
 # ----------------------------------------------------------------------------------------------
 
@@ -203,6 +283,15 @@ register(
         log_density=_log_density_gaussian_mixture,
     ),
 )
+register(
+    EightGaussiansConfig,
+    Dataset(
+        labeled=_sample_eight_gaussians,
+        class_frequencies=_eight_gaussians_frequencies,
+        log_density=_log_density_eight_gaussians,
+    ),
+)
+register(SCurveConfig, Dataset(sample=_sample_s_curve))
 register(
     GaussianMixture1DConfig,
     Dataset(

@@ -198,8 +198,8 @@ def _plan(strategy: Strategy, cfg: SamplerConfig) -> tuple[AbstractSolver, int, 
     solver = solver_for(cfg)
     if solver.needs_score and not strategy.has_score():
         raise ValueError(
-            f"sampler {cfg.sampler} needs the score, which a flow trained with coupled (optimal "
-            f"transport) pairs does not give; use an ODE sampler "
+            f"sampler {cfg.sampler} needs the score, which a flow with coupled pairs, path noise "
+            f"or a source other than N(0, I) does not give; use an ODE sampler "
             f"({', '.join(samplers(needs_score=False))})"
         )
     if not solver.only_strategy_step and not strategy.has_velocity():

@@ -13,6 +13,7 @@ from jax_gen.config import (
     DDPMStrategyConfig,
     FlowMatchingStrategyConfig,
     MeanFlowStrategyConfig,
+    NormalSourceConfig,
     ScoreMatchingStrategyConfig,
     ShortcutStrategyConfig,
 )
@@ -74,6 +75,8 @@ def _(cfg: FlowMatchingStrategyConfig) -> FlowMatchingStrategy:
         num_transport_steps=cfg.num_transport_steps,
         loss_target=cfg.loss_target,
         coupling=cfg.coupling,
+        sigma=cfg.sigma,
+        source=None if isinstance(cfg.source, NormalSourceConfig) else cfg.source,
     )
 
 

@@ -239,6 +239,16 @@ class Strategy(eqx.Module):
         """Standard normal points: the path's state at t=0."""
         return jax.random.normal(key, (num_samples, data_dim))
 
+    def source_name(self) -> str:
+        """What :meth:`sample_from_source_distribution` draws from, in words (``"N(0, I)"``):
+        two strategies with the same name start from the same distribution."""
+        return "N(0, I)"
+
+    def has_source_density(self) -> bool:
+        """Whether :meth:`source_log_prob` knows the source's density (the likelihood needs
+        it): True for every Gaussian source."""
+        return True
+
     def source_log_prob(self, z: Float[Array, " d"]) -> Float[Array, ""]:
         """log N(z; 0, I) = -(d log(2 pi) + |z|^2) / 2: the density of the source draw."""
         return -0.5 * (z.shape[-1] * math.log(2 * math.pi) + jnp.sum(z**2, axis=-1))

@@ -112,6 +112,9 @@ class ScoreMatchingStrategy(Strategy):
         noise = self.schedule.sigma_max * jax.random.normal(key, (num_samples, data_dim))
         return noise if self.source_mean is None else noise + self.source_mean
 
+    def source_name(self) -> str:
+        return "N(m, sigma_max^2 I)"
+
     def source_log_prob(self, z: Float[Array, " d"]) -> Float[Array, ""]:
         """log N(z; m, sigma_max^2 I) = -(d log(2 pi sigma_max^2) + |z - m|^2 / sigma_max^2) / 2."""
         variance = self.schedule.sigma_max**2
