@@ -1,6 +1,7 @@
 """The training, time-to-quality, sampling and device benchmarks run end to end at tiny sizes."""
 
 import importlib.util
+import json
 import math
 import os
 import subprocess
@@ -325,3 +326,24 @@ def test_device_benchmark_times_every_mesh_and_both_couplings(tmp_path):
     assert all(float(row[2]) > 0 for row in devices)
     (coupling,) = table_rows(text, "batch")
     assert coupling[0] == "16" and float(coupling[1]) > 0 and float(coupling[2]) > 0
+
+
+def test_yardsticks_benchmark_tiny_run(tmp_path, capsys):
+    """Two couplings of one task, one seed, a few steps: every figure is measured and finite,
+    the table puts the published values beside the torchcfm recipe's, and a second run for
+    another coupling adds its rows to the same files."""
+    bench = load_script("benchmark_yardsticks")
+    out = tmp_path / "yardsticks"
+    common = ["--recipes", "torchcfm", "--tasks", "8 Gaussians -> moons", "--seeds", "0"]
+    common += ["--steps", "20", "--num-points", "200", "--out", str(out)]
+    bench.main([*common, "--couplings", "independent"])
+    bench.main([*common, "--couplings", "ot"])
+    runs = json.loads(out.with_suffix(".json").read_text())["runs"]
+    assert set(runs) == {f"torchcfm/8 Gaussians -> moons/{c}" for c in ("independent", "ot")}
+    for (figures,) in runs.values():
+        for name in ("w2_adaptive", "w2_euler1", "npe", "w2_floor", "w2_source_target"):
+            assert math.isfinite(figures[name]) and figures[name] >= 0, (name, figures)
+        assert figures["w2_source_target"] > 5 * figures["w2_floor"]
+    table = out.with_suffix(".md").read_text()
+    assert "| 8 Gaussians -> moons | OT-CFM |" in table and "(published 0.07)" in table
+    assert "(published 6.2)" in table and "(published 2.74)" in table
