@@ -877,17 +877,6 @@ def test_conditioning_errors(in_tmp, capsys, trained, conditional_mixture):
     assert not (in_tmp / "outputs").exists()
 
 
-@pytest.mark.parametrize("dataset", ["dataset:eight-gaussians", "dataset:s-curve"])
-def test_torchcfm_datasets_train_and_evaluate(in_tmp, capsys, dataset):
-    path = in_tmp / "model.eqx"
-    argv = ["train", "strategy:ddpm", "--strategy.num-transport-steps", "10", *TINY, dataset]
-    code, _, err = run([*argv, *FAST, "--model-path", path], capsys)
-    assert code == 0, err
-    assert checkpoint.load(path).config.dataset == config.DATASETS[dataset.split(":")[1]]()
-    code, _, err = run(["evaluate", "--model-path", path, *EVAL_FAST], capsys)
-    assert code == 0, err
-
-
 def test_digits_end_to_end(in_tmp, capsys):
     path = in_tmp / "digits.eqx"
     argv = ["train", "strategy:ddpm", "--strategy.num-transport-steps", "10", *TINY]

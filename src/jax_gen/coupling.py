@@ -15,10 +15,9 @@ Matching", 2023).
 The assignment is solved exactly by POT's network simplex (``ot.emd``; scipy's
 ``linear_sum_assignment``, a shortest augmenting path method, where the simplex stops short) on
 the host, reached from compiled code through ``jax.pure_callback``, so it runs inside the
-jitted, scanned training loop. On 2 CPU cores it takes about 7 ms at n = 256, 35 ms at 512
-and 160 ms at 1024, 2-5 times less than ``linear_sum_assignment`` (14, 100 and 830 ms on the
-same batches), and adds that to every training step (``scripts/benchmark_coupling.py``):
-choose the batch size with that in mind.
+jitted, scanned training loop. On 2 CPU cores it adds about 7 ms to a training step at n = 256,
+28 ms at 512 and 110 ms at 1024 (``scripts/benchmark_coupling.py``), 2-5 times less than
+``linear_sum_assignment`` took on the same batches: choose the batch size with that in mind.
 
 **The entropic plan** (the Schrodinger bridge's coupling) softens the assignment:
 
@@ -120,9 +119,9 @@ SINKHORN_THRESHOLD = 1e-3
 1-norm of the marginal's deviation, relative to the weights' total of 1)."""
 SINKHORN_MAX_ITERATIONS = 3000
 """Sinkhorn's iteration cap. At batch 512, 8 Gaussians of radius 5 against the moons, epsilon =
-0.02 (sigma = 0.1) converges in about 1,150 iterations, 0.4 s of a training step on 2 CPU
-cores; epsilon = 2 (sigma = 1) in tens, 30 ms. The exact assignment of the same batch takes
-35 ms."""
+0.02 (sigma = 0.1) converges in about 1,150 iterations, 0.19 s of a training step on 2 CPU
+cores; epsilon = 2 (sigma = 1) in tens, 16 ms. The exact assignment of the same batch takes
+28 ms (``scripts/benchmark_coupling.py``)."""
 
 
 def entropic_plan(

@@ -81,10 +81,10 @@ class FlowMatchingStrategyConfig(Validated):
     coupling: Coupling = "independent"
     """How each batch's source points are paired with its data: `independent` draws, `ot`
     (minibatch optimal transport: straighter paths, better samples in 1-4 steps; the exact
-    assignment adds to each step 7 ms at batch 256, 35 ms at 512, 160 ms at 1024 on 2 CPU
+    assignment adds to each step 7 ms at batch 256, 28 ms at 512, 110 ms at 1024 on 2 CPU
     cores), `sb` (the Schrodinger bridge: pairs drawn from the entropic plan of each batch,
     epsilon = 2 sigma^2, on the Brownian-bridge path; needs --strategy.sigma > 0; Sinkhorn
-    adds 0.4 s per step at batch 512 and sigma 0.1, 30 ms at sigma 1), or `reflow`
+    adds 0.19 s per step at batch 512 and sigma 0.1, 16 ms at sigma 1), or `reflow`
     (rectified flow's reflow: train on pairs (the teacher's ODE end point, its source point)
     instead of the dataset; needs --strategy.teacher-path)."""
     sigma: float = 0.0

@@ -58,8 +58,8 @@ class FlowMatchingStrategy(Strategy):
 
     **Path noise.** With ``sigma`` > 0 the path is blurred around each pair's line,
 
-        z_t = alpha x + sigma_t eps + s(t) xi,    xi ~ N(0, I),    target v = alpha' x +
-        sigma_t' eps + s'(t) xi,
+        z_t = alpha x + sigma_t eps + s(t) xi,    xi ~ N(0, I),
+        target v = alpha' x + sigma_t' eps + s'(t) xi,
 
     with s(t) = sigma for ``"independent"`` and ``"ot"`` (I-CFM and OT-CFM) and the Brownian
     bridge s(t) = sigma sqrt(t (1 - t)), s'(t) = sigma (1 - 2t) / (2 sqrt(t (1 - t))), for
@@ -70,8 +70,8 @@ class FlowMatchingStrategy(Strategy):
     References: Lipman et al., "Flow Matching for Generative Modeling" (2023); Tong et al.,
     "Improving and generalizing flow-based generative models with minibatch optimal transport"
     (TMLR 2024); Tong et al., "Simulation-free Schrodinger bridges via score and flow matching"
-    (AISTATS 2024); Liu et al., "Flow Straight and Fast: Learning to Generate and Transfer Data with
-    Rectified Flow" (2022).
+    (AISTATS 2024); Liu et al., "Flow Straight and Fast: Learning to Generate and Transfer Data
+    with Rectified Flow" (2022).
     """
 
     schedule: Schedule
