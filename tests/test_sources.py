@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
+import scipy.special
 
 from jax_gen import checkpoint, cli
 from jax_gen.config import (
@@ -26,7 +27,7 @@ from jax_gen.data import get_batch, log_density
 from jax_gen.likelihood import log_prob
 from jax_gen.models import create_model
 from jax_gen.sampling import STOCHASTIC, sample
-from jax_gen.strategies import create_strategy
+from jax_gen.strategies import create_strategy, flow_matching
 from jax_gen.train import train
 
 # The ring of eight Gaussians (torchcfm's): radius 5, std 0.1 ** 0.25.
@@ -141,6 +142,34 @@ def test_entropic_plan_marginals_match_to_sinkhorn_tolerance():
         # ott-jax stops when the 1-norm error of the marginals is below 1e-3.
         assert np.abs(plan.sum(axis=1) - 1 / 256).sum() < 2e-3
         assert np.abs(plan.sum(axis=0) - 1 / 256).sum() < 2e-3
+
+
+def sinkhorn_numpy(x, y, epsilon, iterations=20_000):
+    """The entropic plan by Sinkhorn's iterations in the log domain, in float64 NumPy."""
+    cost = np.sum((x[:, None, :] - y[None, :, :]) ** 2, axis=-1)
+    log_a, log_b = np.full(len(x), -np.log(len(x))), np.full(len(y), -np.log(len(y)))
+    f, g = np.zeros(len(x)), np.zeros(len(y))
+    for _ in range(iterations):
+        f = epsilon * (log_a - scipy.special.logsumexp((g[None, :] - cost) / epsilon, axis=1))
+        g = epsilon * (log_b - scipy.special.logsumexp((f[:, None] - cost) / epsilon, axis=0))
+    return np.exp((f[:, None] + g[None, :] - cost) / epsilon)
+
+
+def test_entropic_plan_is_the_plan_of_squared_distances_at_epsilon(monkeypatch):
+    """ott-jax's plan equals plain Sinkhorn's on the cost |x - y|^2 (not half of it), and the
+    SB coupling asks for it at epsilon = 2 sigma^2."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(12, 2)), rng.normal(size=(12, 2)) * 1.5 + 0.5
+    for epsilon in (0.5, 2.0):
+        plan = np.asarray(entropic_plan(jnp.asarray(x), jnp.asarray(y), epsilon), np.float64)
+        np.testing.assert_allclose(plan, sinkhorn_numpy(x, y, epsilon), atol=2e-4)
+    asked = []
+    monkeypatch.setattr(
+        flow_matching, "pair_by_entropic_plan", lambda key, x, y, eps: asked.append(eps) or y
+    )
+    strategy = create_strategy(FlowMatchingStrategyConfig(coupling="sb", sigma=0.3))
+    strategy.couple(jax.random.key(0), jnp.zeros((4, 2)))
+    assert asked == [pytest.approx(2 * 0.3**2)]
 
 
 def test_entropic_plan_tends_to_the_exact_plan_and_to_independence():
