@@ -35,6 +35,7 @@ torchcfm's notebooks use torchdyn's moons times 3 and its runner scikit-learn's 
 
     uv run scripts/benchmark_yardsticks.py                        # the whole protocol
     uv run scripts/benchmark_yardsticks.py --steps 2000 --seeds 0 1 2 --recipes torchcfm
+    uv run scripts/benchmark_yardsticks.py --table-only     # the tables of every run so far
 
 Writes ``<out>.md`` (a table per recipe) and ``<out>.json`` (every run's figures).
 """
@@ -191,6 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="training steps (recipe's own)")
     parser.add_argument("--num-points", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/yardsticks"))
+    parser.add_argument(
+        "--table-only", action="store_true", help="rewrite <out>.md from <out>.json, run nothing"
+    )
     args = parser.parse_args(argv)
     results: dict[str, list[dict]] = {}
     configs: dict[str, dict] = {}
@@ -198,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     if json_path.exists():  # a run for other tasks or couplings adds to the same files
         saved = json.loads(json_path.read_text())
         results, configs = saved["runs"], saved["configs"]
-    for recipe in args.recipes:
+    for recipe in [] if args.table_only else args.recipes:
         for task in args.tasks:
             for coupling in args.couplings:
                 name = f"{recipe}/{task}/{coupling}"
@@ -225,7 +229,8 @@ def main(argv: list[str] | None = None) -> None:
                         indent=1,
                     )
                 )
-    text = "\n\n".join(table(results, configs, r, args.num_points) for r in args.recipes)
+    recipes = [r for r in args.recipes if any(name.startswith(f"{r}/") for name in results)]
+    text = "\n\n".join(table(results, configs, r, args.num_points) for r in recipes)
     args.out.with_suffix(".md").write_text(text + "\n")
     print(text)
 

@@ -345,5 +345,8 @@ def test_yardsticks_benchmark_tiny_run(tmp_path, capsys):
             assert math.isfinite(figures[name]) and figures[name] >= 0, (name, figures)
         assert figures["w2_source_target"] > 5 * figures["w2_floor"]
     table = out.with_suffix(".md").read_text()
-    assert "| 8 Gaussians -> moons | OT-CFM |" in table and "(published 0.07)" in table
+    assert "| 8 Gaussians -> moons | OT-CFM | 20 | 1 |" in table and "(published 0.07)" in table
     assert "(published 6.2)" in table and "(published 2.74)" in table
+    out.with_suffix(".md").unlink()
+    bench.main(["--table-only", "--out", str(out)])
+    assert out.with_suffix(".md").read_text() == table
