@@ -202,6 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     if json_path.exists():  # a run for other tasks or couplings adds to the same files
         saved = json.loads(json_path.read_text())
         results, configs = saved["runs"], saved["configs"]
+        if args.table_only:
+            args.num_points = saved["num_points"]
     for recipe in [] if args.table_only else args.recipes:
         for task in args.tasks:
             for coupling in args.couplings:
