@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
                 )
     recipes = [r for r in args.recipes if any(name.startswith(f"{r}/") for name in results)]
     text = "\n\n".join(table(results, configs, r, args.num_points) for r in recipes)
-    args.out.with_suffix(".md").write_text(text + "\n")
+    title = "# 2-D flow-matching yardsticks (`scripts/benchmark_yardsticks.py`)\n\n"
+    args.out.with_suffix(".md").write_text(title + text + "\n")
     print(text)
 
 
