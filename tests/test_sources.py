@@ -337,6 +337,11 @@ def test_cli_trains_from_a_source_and_generates_from_it(tmp_path, capsys, monkey
     )
     _fails(
         capsys,
+        ["train", "strategy:flow-matching", "dataset:moon", "source:points"],
+        "source points needs a file: pass --source.path FILE",
+    )
+    _fails(
+        capsys,
         ["generate", "--model-path", str(model_path), "--sampler", "euler-maruyama"],
         "needs the score",
     )

@@ -327,6 +327,8 @@ def check_source(config: ExperimentConfig) -> None:
     source = getattr(config.strategy, "source", None)
     if source is None or isinstance(source, NormalSourceConfig):
         return
+    if getattr(source, "path", None) == "":  # a users'-data config without its file
+        raise ValueError(f"source {name_of(source)} needs a file: pass --source.path FILE")
     check_dataset(source)
     check_source_dim(source, dataset_dim(config.dataset))
 
