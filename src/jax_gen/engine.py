@@ -33,9 +33,9 @@ from jax_gen.config import (
     DatasetConfig,
     ExperimentConfig,
     FlowMatchingStrategyConfig,
-    NormalSourceConfig,
     SamplerConfig,
     name_of,
+    source_of,
     time_frequency,
     time_inputs,
 )
@@ -324,8 +324,8 @@ def check_dataset(dataset: DatasetConfig) -> None:
 def check_source(config: ExperimentConfig) -> None:
     """Raises ``ValueError`` (one line) if the strategy starts from a dataset that cannot start a
     path to ``config.dataset``: a missing or bad file, or points of another dimension."""
-    source = getattr(config.strategy, "source", None)
-    if source is None or isinstance(source, NormalSourceConfig):
+    source = source_of(config.strategy)
+    if source is None:
         return
     if getattr(source, "path", None) == "":  # a users'-data config without its file
         raise ValueError(f"source {name_of(source)} needs a file: pass --source.path FILE")

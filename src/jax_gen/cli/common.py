@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from jax_gen import checkpoint, plots, recording
 from jax_gen.cli.commands import RerunOptions, SamplingOptions
-from jax_gen.config import ExperimentConfig, NormalSourceConfig, SamplerConfig, name_of
+from jax_gen.config import ExperimentConfig, SamplerConfig, name_of, source_of
 from jax_gen.data import data_dim as dataset_dim
 from jax_gen.data import has_log_density, image_shape, is_planar, log_density
 from jax_gen.evaluation import sampling_keys, with_optimal_variance
@@ -30,9 +30,8 @@ def default_model_path(cfg: ExperimentConfig) -> Path:
     <dataset>-from-<source>_... for a source other than N(0, I))."""
     reflow = "_reflow" if getattr(cfg.strategy, "coupling", None) == "reflow" else ""
     data = name_of(cfg.dataset)
-    source = getattr(cfg.strategy, "source", NormalSourceConfig())
-    if not isinstance(source, NormalSourceConfig):
-        data += f"-from-{name_of(source)}"
+    if source_of(cfg.strategy) is not None:
+        data += f"-from-{name_of(source_of(cfg.strategy))}"
     return Path("outputs") / f"{data}_{name_of(cfg.strategy)}{reflow}.eqx"
 
 
@@ -100,9 +99,8 @@ def describe_sampling(
     s = cfg.strategy
     name = "" if sampler.sampler == "default" else f", {sampler.sampler} sampler"
     text = f"{name_of(s)}, {s.prediction}-prediction{name}, NFE {nfe}"
-    source = getattr(s, "source", NormalSourceConfig())
-    if not isinstance(source, NormalSourceConfig):
-        text += f", from {name_of(source)}"
+    if source_of(s) is not None:
+        text += f", from {name_of(source_of(s))}"
     if sampler.optimal_variance:
         text += ", optimal variance"
     if cfg.train.conditional:
@@ -156,9 +154,8 @@ def describe(cfg: ExperimentConfig) -> str:
     text = f"{name_of(s)}, {s.prediction}-prediction, {s.num_transport_steps} steps"
     if getattr(s, "coupling", "independent") != "independent":
         text += f", {s.coupling} coupling"
-    source = getattr(s, "source", NormalSourceConfig())
-    if not isinstance(source, NormalSourceConfig):
-        text += f", from {name_of(source)}"
+    if source_of(s) is not None:
+        text += f", from {name_of(source_of(s))}"
     return text
 
 

@@ -64,6 +64,7 @@ from jax_gen.config.strategies import (
     ShortcutStrategyConfig,
     SourceConfig,
     StrategyConfig,
+    source_of,
     time_frequency,
     time_inputs,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "deferred_validation",
     "from_dict",
     "name_of",
+    "source_of",
     "time_frequency",
     "time_inputs",
     "to_dict",

@@ -308,6 +308,13 @@ StrategyConfig = (
 )
 
 
+def source_of(cfg: StrategyConfig) -> DatasetConfig | None:
+    """The dataset a strategy's path starts from, or None where it starts from its own Gaussian
+    (N(0, I); score matching's N(m, sigma_max^2 I))."""
+    source = getattr(cfg, "source", None)
+    return None if isinstance(source, NormalSourceConfig) else source
+
+
 def time_inputs(cfg: StrategyConfig) -> int:
     """How many times the strategy's network reads (1 unless the config says otherwise)."""
     return getattr(cfg, "time_inputs", 1)

@@ -13,9 +13,9 @@ from jax_gen.config import (
     DDPMStrategyConfig,
     FlowMatchingStrategyConfig,
     MeanFlowStrategyConfig,
-    NormalSourceConfig,
     ScoreMatchingStrategyConfig,
     ShortcutStrategyConfig,
+    source_of,
 )
 from jax_gen.parameterization import PARAMETERIZATIONS
 from jax_gen.schedules import (
@@ -76,7 +76,7 @@ def _(cfg: FlowMatchingStrategyConfig) -> FlowMatchingStrategy:
         loss_target=cfg.loss_target,
         coupling=cfg.coupling,
         sigma=cfg.sigma,
-        source=None if isinstance(cfg.source, NormalSourceConfig) else cfg.source,
+        source=source_of(cfg),
     )
 
 
