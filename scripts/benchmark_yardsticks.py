@@ -9,9 +9,9 @@ script trains flow matching with :func:`jax_gen.engine.fit` under one of two rec
 - ``torchcfm``: their 2-D protocol as far as this library can say it: an MLP of width 64 and
   3 hidden layers with SELU (on the library's sinusoidal time embedding, no Fourier features,
   where torchcfm concatenates t to x), batch 512, path noise sigma = 0.1 for every coupling
-  (constant for I-CFM and OT-CFM, the Brownian bridge for SB-CFM), Adam at a constant 1e-3
-  (torchcfm's AdamW has weight decay 1e-5), no weight averaging, ``--steps`` steps (their runner
-  trains 1000 epochs of 10,000 points at batch 512: about 20,000 steps);
+  (constant for I-CFM and OT-CFM, the Brownian bridge for SB-CFM), AdamW at a constant 1e-3
+  with weight decay 1e-5, no weight averaging, ``--steps`` steps (their runner trains 1000
+  epochs of 10,000 points at batch 512: about 20,000 steps);
 - ``default``: ``scripts/main.py train strategy:flow-matching``'s config (MLP 128 x 4 with GELU and
   Fourier features, batch 1024, 5,000 steps, EMA 0.999, warmup and cosine decay), with
   sigma = 0 for independent and OT pairs and 0.1 for the bridge.
@@ -101,7 +101,11 @@ def experiment(recipe: str, task: str, coupling: str, steps: int | None) -> Expe
             model=MLPConfig(hidden_dim=64, depth=3, activation="selu", fourier_features=0),
             dataset=target,
             optimizer=OptimizerConfig(
-                learning_rate=1e-3, warmup_steps=0, final_lr_fraction=1.0, max_grad_norm=1e6
+                learning_rate=1e-3,
+                warmup_steps=0,
+                final_lr_fraction=1.0,
+                max_grad_norm=1e6,
+                weight_decay=1e-5,
             ),
             train=TrainConfig(
                 batch_size=512, train_steps=steps or 20_000, log_interval=500, ema_decay=0.0
@@ -218,6 +222,9 @@ def main(argv: list[str] | None = None) -> None:
                         + ", ".join(f"{k} {v:.4g}" for k, v in figures.items() if k != "seed"),
                         flush=True,
                     )
+                if json_path.exists():  # another run may have added to the file meanwhile
+                    saved = json.loads(json_path.read_text())
+                    results, configs = saved["runs"], saved["configs"]
                 results[name], configs[name] = runs, to_dict(config)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 json_path.write_text(

@@ -1,7 +1,10 @@
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from helpers import STRATEGY_CFGS, STRATEGY_CONFIGS, STRATEGY_IDS
 
@@ -198,6 +201,24 @@ def test_learning_rate_schedule_warms_up_and_decays():
     assert step_sizes[0] < 1e-3  # warmup starts near zero
     assert abs(step_sizes[10] - 1e-2) < 1e-3  # peak after warmup (Adam's unit step)
     assert abs(step_sizes[-1] - 1e-3) < 2e-4  # cosine ends at the final fraction
+
+
+def test_weight_decay_shrinks_weights_by_rate_times_decay():
+    """AdamW's decoupled decay: with zero gradients Adam's step is 0, so each step multiplies
+    a weight by exactly (1 - lr_t * weight_decay); with weight_decay 0 the weight stays."""
+    opt_cfg = OptimizerConfig(learning_rate=1e-2, warmup_steps=0, final_lr_fraction=1.0)
+    decayed = make_optimizer(dataclasses.replace(opt_cfg, weight_decay=0.5), train_steps=10)
+    plain = make_optimizer(opt_cfg, train_steps=10)
+    params = {"w": jnp.asarray([2.0, -3.0])}
+    zero = {"w": jnp.zeros(2)}
+    for optimizer, factor in ((decayed, 1 - 1e-2 * 0.5), (plain, 1.0)):
+        p, state = params, optimizer.init(params)
+        for _ in range(3):
+            updates, state = optimizer.update(zero, state, p)
+            p = optax.apply_updates(p, updates)
+        np.testing.assert_allclose(p["w"], params["w"] * factor**3, rtol=1e-6)
+    with pytest.raises(ValueError, match="weight_decay"):
+        OptimizerConfig(weight_decay=-1e-5)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -60,7 +60,8 @@ class Chunk(NamedTuple):
 
 @functools.cache
 def make_optimizer(cfg: OptimizerConfig, train_steps: int) -> optax.GradientTransformation:
-    """Adam with global-norm clipping and a warmup-then-cosine learning rate.
+    """Adam (AdamW when ``weight_decay`` > 0) with global-norm clipping and a warmup-then-cosine
+    learning rate.
 
     The rate rises linearly from 0 to ``learning_rate`` over ``warmup_steps`` then follows a
     cosine down to ``final_lr_fraction * learning_rate`` at ``train_steps``.
@@ -76,7 +77,12 @@ def make_optimizer(cfg: OptimizerConfig, train_steps: int) -> optax.GradientTran
         decay_steps=max(train_steps, warmup + 1),
         end_value=cfg.learning_rate * cfg.final_lr_fraction,
     )
-    return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(schedule))
+    adam = (
+        optax.adamw(schedule, weight_decay=cfg.weight_decay)
+        if cfg.weight_decay > 0
+        else optax.adam(schedule)
+    )
+    return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), adam)
 
 
 def _dataset_name(dataset: DatasetConfig) -> str:

@@ -12,7 +12,8 @@ from jax_gen.config.base import (
 
 @dataclass(frozen=True)
 class OptimizerConfig(Validated):
-    """Adam with linear warmup, cosine decay and global-norm gradient clipping."""
+    """Adam (AdamW with ``weight_decay``) with linear warmup, cosine decay and global-norm
+    gradient clipping."""
 
     learning_rate: float = 4e-3
     """Peak learning rate, reached at the end of warmup."""
@@ -22,10 +23,13 @@ class OptimizerConfig(Validated):
     """Learning rate at the last step, as a fraction of the peak (cosine decay)."""
     max_grad_norm: float = 1.0
     """Gradients are rescaled so their global norm is at most this."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay (AdamW): each step also shrinks every weight by
+    learning rate x weight_decay of itself. 0 is plain Adam."""
 
     def validate(self) -> None:
         _check_positive(self, "learning_rate", "max_grad_norm")
-        _check_non_negative(self, "warmup_steps")
+        _check_non_negative(self, "warmup_steps", "weight_decay")
         _check_unit_interval(self, "final_lr_fraction", closed_right=True)
 
 
