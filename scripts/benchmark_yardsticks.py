@@ -187,6 +187,39 @@ def table(results: dict, configs: dict, recipe: str, num_points: int) -> str:
     return "\n".join(rows)
 
 
+def record(
+    json_path: Path, name: str, config: dict, figures: dict, num_points: int
+) -> tuple[dict, dict]:
+    """Adds one seed's figures to ``json_path`` as soon as they are measured.
+
+    The file is read again first, so runs of other tasks, couplings or seeds in other processes
+    are kept; the seeds of a run under another config (another number of steps, say) are
+    dropped, and a seed run again replaces its earlier figures. Returns (runs, configs).
+    """
+    results: dict[str, list[dict]] = {}
+    configs: dict[str, dict] = {}
+    if json_path.exists():
+        saved = json.loads(json_path.read_text())
+        results, configs = saved["runs"], saved["configs"]
+    kept = results.get(name, []) if configs.get(name) == config else []
+    runs = [r for r in kept if r["seed"] != figures["seed"]] + [figures]
+    results[name], configs[name] = sorted(runs, key=lambda r: r["seed"]), config
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(
+        {
+            "command": " ".join(sys.argv),
+            "num_points": num_points,
+            "configs": configs,
+            "runs": results,
+        },
+        indent=1,
+    )
+    partial = json_path.with_suffix(".json.partial")
+    partial.write_text(text)
+    partial.replace(json_path)
+    return results, configs
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", nargs="+", choices=RECIPES, default=list(RECIPES))
@@ -208,36 +241,26 @@ def main(argv: list[str] | None = None) -> None:
         results, configs = saved["runs"], saved["configs"]
         if args.table_only:
             args.num_points = saved["num_points"]
+        elif saved["num_points"] != args.num_points:
+            parser.error(
+                f"{json_path} holds W2s on {saved['num_points']} points, not {args.num_points}: "
+                "pass --out for a new file"
+            )
     for recipe in [] if args.table_only else args.recipes:
         for task in args.tasks:
             for coupling in args.couplings:
                 name = f"{recipe}/{task}/{coupling}"
                 config = experiment(recipe, task, coupling, args.steps)
-                runs = []
                 for seed in args.seeds:
                     figures = measure(config, seed, args.num_points)
-                    runs.append(figures)
                     print(
                         f"{name} seed {seed}: "
                         + ", ".join(f"{k} {v:.4g}" for k, v in figures.items() if k != "seed"),
                         flush=True,
                     )
-                if json_path.exists():  # another run may have added to the file meanwhile
-                    saved = json.loads(json_path.read_text())
-                    results, configs = saved["runs"], saved["configs"]
-                results[name], configs[name] = runs, to_dict(config)
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                json_path.write_text(
-                    json.dumps(
-                        {
-                            "command": " ".join(sys.argv),
-                            "num_points": args.num_points,
-                            "configs": configs,
-                            "runs": results,
-                        },
-                        indent=1,
+                    results, configs = record(
+                        json_path, name, to_dict(config), figures, args.num_points
                     )
-                )
     recipes = [r for r in args.recipes if any(name.startswith(f"{r}/") for name in results)]
     text = "\n\n".join(table(results, configs, r, args.num_points) for r in recipes)
     title = "# 2-D flow-matching yardsticks (`scripts/benchmark_yardsticks.py`)\n\n"

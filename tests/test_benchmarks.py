@@ -334,19 +334,44 @@ def test_yardsticks_benchmark_tiny_run(tmp_path, capsys):
     another coupling adds its rows to the same files."""
     bench = load_script("benchmark_yardsticks")
     out = tmp_path / "yardsticks"
-    common = ["--recipes", "torchcfm", "--tasks", "8 Gaussians -> moons", "--seeds", "0"]
-    common += ["--steps", "20", "--num-points", "200", "--out", str(out)]
-    bench.main([*common, "--couplings", "independent"])
-    bench.main([*common, "--couplings", "ot"])
+    task = ["--recipes", "torchcfm", "--tasks", "8 Gaussians -> moons", "--steps", "20"]
+    common = [*task, "--num-points", "200", "--out", str(out)]
+    bench.main([*common, "--seeds", "0", "--couplings", "independent"])
+    bench.main([*common, "--seeds", "0", "--couplings", "ot"])
+    bench.main([*common, "--seeds", "1", "--couplings", "ot"])  # adds a seed to the OT row
     runs = json.loads(out.with_suffix(".json").read_text())["runs"]
     assert set(runs) == {f"torchcfm/8 Gaussians -> moons/{c}" for c in ("independent", "ot")}
-    for (figures,) in runs.values():
+    assert [r["seed"] for r in runs["torchcfm/8 Gaussians -> moons/ot"]] == [0, 1]
+    for figures in [figures for seeds in runs.values() for figures in seeds]:
         for name in ("w2_adaptive", "w2_euler1", "npe", "w2_floor", "w2_source_target"):
             assert math.isfinite(figures[name]) and figures[name] >= 0, (name, figures)
         assert figures["w2_source_target"] > 5 * figures["w2_floor"]
     table = out.with_suffix(".md").read_text()
-    assert "| 8 Gaussians -> moons | OT-CFM | 20 | 1 |" in table and "(published 0.07)" in table
+    assert "| 8 Gaussians -> moons | OT-CFM | 20 | 2 |" in table and "(published 0.07)" in table
     assert "(published 6.2)" in table and "(published 2.74)" in table
     out.with_suffix(".md").unlink()
     bench.main(["--table-only", "--out", str(out)])
     assert out.with_suffix(".md").read_text() == table
+    with pytest.raises(SystemExit) as exit_info:  # W2s on another number of points: refused
+        bench.main([*task, "--num-points", "300", "--out", str(out)])
+    assert exit_info.value.code == 2
+    assert "holds W2s on 200 points, not 300" in capsys.readouterr().err
+
+
+def test_yardsticks_keep_every_seed_and_drop_another_configs(tmp_path):
+    """record(): each seed is written as soon as it is measured and merged with what the file
+    holds; a seed measured again replaces its figures; a new config drops the old seeds."""
+    bench = load_script("benchmark_yardsticks")
+    path = tmp_path / "y.json"
+    steps = {"train": {"train_steps": 20}}
+    bench.record(path, "a", steps, {"seed": 0, "w2": 1.0}, 100)
+    bench.record(path, "b", steps, {"seed": 0, "w2": 5.0}, 100)
+    bench.record(path, "a", steps, {"seed": 2, "w2": 3.0}, 100)
+    runs, _ = bench.record(path, "a", steps, {"seed": 0, "w2": 2.0}, 100)
+    assert runs["a"] == [{"seed": 0, "w2": 2.0}, {"seed": 2, "w2": 3.0}]
+    assert runs["b"] == [{"seed": 0, "w2": 5.0}]
+    longer = {"train": {"train_steps": 40}}
+    runs, configs = bench.record(path, "a", longer, {"seed": 1, "w2": 0.5}, 100)
+    assert runs["a"] == [{"seed": 1, "w2": 0.5}] and configs["a"] == longer
+    assert json.loads(path.read_text())["runs"] == runs
+    assert not path.with_suffix(".json.partial").exists()
