@@ -117,9 +117,11 @@ WORKER = textwrap.dedent(
 )
 
 
-def four_device_env() -> dict[str, str]:
+def four_device_env(devices: int = 4) -> dict[str, str]:
+    """This process's environment, with XLA asked for ``devices`` CPU devices."""
     env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    flags = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags}".strip()
     env["JAX_PLATFORMS"] = "cpu"
     return env
 
@@ -225,7 +227,7 @@ def test_two_processes_train_one_model_like_one_process(tmp_path):
     args = ["dataset:moon", "--train-steps", "20", "--log-interval", "10", "--batch-size", "32"]
     args += ["--num-samples", "64", "--model.hidden-dim", "16"]
     address = f"localhost:{free_port()}"
-    env = four_device_env() | {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = four_device_env(devices=2)
     shared = tmp_path / "shared.eqx"
     processes = [
         subprocess.Popen(
