@@ -252,8 +252,8 @@ def test_batches_give_the_points_of_one_batch_and_a_prefix_is_a_smaller_draw(nam
     np.testing.assert_allclose(batched.samples, whole.samples, rtol=1e-5, atol=1e-5)
     assert batched.trajectory.shape == (5, 100, 2) and int(batched.nfe) == int(whole.nfe)
     np.testing.assert_array_equal(batched.trajectory[-1], batched.samples)
-    # 34 points: one batch of the shape above, without the trajectory (one program fewer to
-    # compile than another size would take).
+    # The prefix and the other key's draw share one compiled program: 34 points without the
+    # trajectory, the shape of the batches of 100 at batch size 40.
     first = sample(strategy, model, key, 34, 2, cfg)
     np.testing.assert_allclose(first.samples, whole.samples[:34], rtol=1e-5, atol=1e-5)
     other = sample(strategy, model, jax.random.key(2), 100, 2, cfg, batch_size=40)
